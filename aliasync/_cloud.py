@@ -1,0 +1,63 @@
+"""One handle on the account: credentials, endpoints and a client per service and region."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import anyio
+
+from aliasync._credentials import CredentialSource
+from aliasync._ecs import EcsApi
+from aliasync._endpoints import Endpoints
+from aliasync._fc import FcApi
+from aliasync._oss import OssApi
+from aliasync._state import CapabilityCache, state_dir
+from aliasync._sts import caller_account_id
+
+# DescribeRegions takes no RegionId; any regional ECS endpoint answers it.
+_REGIONLESS = "cn-hangzhou"
+
+
+class Cloud:
+    """Clients for ECS (per region), OSS and FC, sharing credentials and one retry policy."""
+
+    def __init__(self, endpoints: Endpoints, credentials: CredentialSource, account: str) -> None:
+        self.endpoints = endpoints
+        self.credentials = credentials
+        self._account = account
+        self._ecs: dict[str, EcsApi] = {}
+        self.oss = OssApi(endpoints, credentials, account_id=account)
+        self.fc = FcApi(endpoints, credentials, account_id=account)
+        self.capabilities = CapabilityCache(state_dir() / "capabilities.json", self._scope())
+
+    @classmethod
+    async def open(cls, endpoints: Endpoints) -> Cloud:
+        """Resolve credentials and the account ID (a cheap proof that the credentials work)."""
+        credentials = CredentialSource(endpoints)
+        account = await caller_account_id(endpoints, credentials)
+        return cls(endpoints, credentials, account)
+
+    async def account_id(self) -> str:
+        return self._account
+
+    def ecs(self, region: str | None) -> EcsApi:
+        """The ECS client for ``region`` (None: for region-less calls like DescribeRegions)."""
+        key = region or _REGIONLESS
+        client = self._ecs.get(key)
+        if client is None:
+            client = self._ecs[key] = EcsApi(
+                self.endpoints, self.credentials, key, account_id=self._account
+            )
+        return client
+
+    def _scope(self) -> str:
+        """Cache key: the account and where its endpoints point."""
+        identity = json.dumps(
+            [self._account, self.endpoints.ecs, self.endpoints.proxy or ""], sort_keys=True
+        )
+        return hashlib.sha256(identity.encode()).hexdigest()[:16]
+
+    async def aclose(self) -> None:
+        with anyio.CancelScope(shield=True):
+            await self.oss.aclose()

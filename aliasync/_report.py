@@ -1,0 +1,111 @@
+"""What an import produces: progress events while it runs, a structured report at the end.
+
+Partial success is data, not an exception: every region ends ``success``, ``partial`` or
+``error``, and the report says which and why.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Status = Literal["success", "partial", "error"]
+Strategy = Literal["direct", "relay", "copy"]
+
+
+@dataclass(frozen=True)
+class Event:
+    """One step of progress, for a live view or a pipeline's log."""
+
+    region: str
+    stage: str  # "plan", "upload", "relay", "import", "copy", "wait", "finish", "done", "failed"
+    message: str
+    image: str | None = None  # the ECS image name this event is about
+    elapsed: float = 0.0  # seconds since the run started
+
+
+EventHandler = Callable[[Event], None]
+
+
+@dataclass
+class ImageResult:
+    """One image in one region."""
+
+    name: str
+    family: str
+    image_id: str | None = None
+    strategy: Strategy | None = None
+    status: Literal["success", "error", "pending"] = "pending"
+    error: str | None = None
+    elapsed: float = 0.0
+    source_region: str | None = None  # for copies
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "success"
+
+
+@dataclass
+class RegionResult:
+    """Everything that happened in one region."""
+
+    region: str
+    strategy: Strategy | None = None
+    images: list[ImageResult] = field(default_factory=list)
+    error: str | None = None  # a failure of the region as a whole
+
+    @property
+    def status(self) -> Status:
+        done = sum(1 for image in self.images if image.ok)
+        if self.error is None and self.images and done == len(self.images):
+            return "success"
+        return "partial" if done else "error"
+
+
+@dataclass
+class ImportReport:
+    """The outcome of a run: per region, per image."""
+
+    run_id: str
+    regions: list[RegionResult] = field(default_factory=list)
+    elapsed: float = 0.0
+
+    @property
+    def status(self) -> Status:
+        statuses = {region.status for region in self.regions}
+        if statuses == {"success"}:
+            return "success"
+        if statuses == {"error"}:
+            return "error"
+        return "partial"
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every region has every image, 1 otherwise."""
+        return 0 if self.status == "success" else 1
+
+    def image_ids(self) -> dict[str, dict[str, str]]:
+        """``{region: {image name: image ID}}`` for every image that was published."""
+        return {
+            r.region: {i.name: i.image_id for i in r.images if i.ok and i.image_id}
+            for r in self.regions
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "status": self.status,
+            "elapsed": round(self.elapsed, 3),
+            "regions": [
+                {**asdict(r), "status": r.status} for r in sorted(self.regions, key=_region_key)
+            ],
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+
+def _region_key(result: RegionResult) -> str:
+    return result.region

@@ -1,0 +1,30 @@
+"""A local emulator of the parts of Alibaba Cloud that image publishing touches.
+
+ECS (RPC 2014-05-26), OSS through its S3-compatible API, Function Compute 3.0, STS and RAM,
+faithful on the wire (the official SDKs drive it unmodified), with the cloud's failure modes
+and slowness switchable on, and introspection to check what a client left behind.
+"""
+
+from __future__ import annotations
+
+from aliasync.sim._clock import Clock
+from aliasync.sim._core import DEFAULT_TIME_SCALE, Simulator
+from aliasync.sim._errors import SimError
+from aliasync.sim._faults import PROFILES, FaultProfile, FaultRule, profile
+from aliasync.sim._regions import Region, RegionMap
+from aliasync.sim._server import CallLog, CallRecord
+
+__all__ = [
+    "DEFAULT_TIME_SCALE",
+    "PROFILES",
+    "CallLog",
+    "CallRecord",
+    "Clock",
+    "FaultProfile",
+    "FaultRule",
+    "Region",
+    "RegionMap",
+    "SimError",
+    "Simulator",
+    "profile",
+]

@@ -1,0 +1,244 @@
+"""The emulator's HTTP front: one loopback port that answers for every cloud hostname.
+
+Clients keep the real endpoint hostnames (``ecs.cn-hangzhou.aliyuncs.com``,
+``bucket.s3.oss-cn-beijing-internal.aliyuncs.com``, ...) and reach this server as their HTTP
+proxy, so requests arrive in absolute form and are routed by host, exactly as DNS would route
+them in the cloud. Virtual-hosted OSS buckets work without any DNS trickery. Requests sent
+straight to the port (not through the proxy) can only reach the ``/_sim/`` introspection API.
+
+Each request is routed to a service, logged, delayed by the latency model, possibly failed by
+the fault engine, and handled. A hostname nobody serves, like a region without Function
+Compute, gets its connection dropped, as an unresolvable name would.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, is_dataclass
+from typing import Any
+
+from aiohttp import web
+from yarl import URL
+
+from aliasync.sim._context import SimContext, new_request_id
+from aliasync.sim._errors import DropConnection, SimError
+from aliasync.sim._service import Route, Service, SimRequest
+
+log = logging.getLogger("aliasync.sim")
+
+_INJECTED = {
+    "internal": SimError(
+        "InternalError", "The request processing has failed due to some unknown error.", 500
+    ),
+    "unavailable": SimError(
+        "ServiceUnavailable",
+        "The request has failed due to a temporary failure of the server.",
+        503,
+    ),
+    "throttle": SimError("Throttling", "Request was denied due to request throttling.", 400),
+}
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """One call as the emulator saw it."""
+
+    at: float  # virtual seconds
+    service: str
+    action: str
+    region: str | None
+    status: int  # HTTP status answered; 0 when the connection was dropped
+    fault: str | None  # what the fault engine injected, if anything
+    error: str | None = None  # the error code answered, if any
+
+
+class CallLog:
+    """Every call, with counts per (service, action, region)."""
+
+    def __init__(self) -> None:
+        self.records: list[CallRecord] = []
+
+    def add(self, record: CallRecord) -> None:
+        self.records.append(record)
+
+    def counts(self) -> Counter[tuple[str, str, str | None]]:
+        return Counter((r.service, r.action, r.region) for r in self.records)
+
+    def count(self, action: str | None = None, region: str | None = None) -> int:
+        return sum(
+            1
+            for r in self.records
+            if (action is None or r.action == action) and (region is None or r.region == region)
+        )
+
+    def summary(self) -> dict[str, Any]:
+        by_action: Counter[str] = Counter(f"{r.service}:{r.action}" for r in self.records)
+        return {
+            "total": len(self.records),
+            "by_action": dict(sorted(by_action.items())),
+            "by_action_region": [
+                {"service": s, "action": a, "region": g, "count": n}
+                for (s, a, g), n in sorted(self.counts().items(), key=lambda kv: str(kv[0]))
+            ],
+        }
+
+
+def _origin_region(raw: web.Request) -> str | None:
+    """The region of the emulated FC function a request comes from (named in its proxy URL)."""
+    value = raw.headers.get("Proxy-Authorization", "")
+    scheme, _, token = value.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        user = base64.b64decode(token, validate=True).decode().partition(":")[0]
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return user[3:] if user.startswith("fc-") else None
+
+
+class SimServer:
+    """Routes, logs, delays, fails and dispatches requests; serves ``/_sim/`` introspection."""
+
+    def __init__(
+        self,
+        ctx: SimContext,
+        services: Sequence[Service],
+        calls: CallLog,
+        introspect: Callable[[str], Any],
+    ) -> None:
+        self.ctx = ctx
+        self.services = list(services)
+        self.calls = calls
+        self._introspect = introspect
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        app = web.Application(client_max_size=64 * 2**20)
+        app.router.add_route("*", "/{tail:.*}", self._entry)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port, backlog=1024)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+        return f"http://{host}:{self.port}"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _entry(self, raw: web.Request) -> web.StreamResponse:
+        target = raw.raw_path
+        if target.startswith("/"):
+            # Direct request, not through the proxy: only introspection lives here.
+            url = URL(target, encoded=True)
+            if url.path.startswith("/_sim/"):
+                return self._serve_introspection(url)
+            return web.json_response(
+                {"error": "send cloud API requests through this server as an HTTP proxy"},
+                status=404,
+            )
+        url = URL(target, encoded=True)
+        request = SimRequest(
+            method=raw.method,
+            host=(url.host or "").lower(),
+            path=url.raw_path or "/",
+            query_string=url.raw_query_string,
+            headers=raw.headers,
+            raw=raw,
+            origin_region=_origin_region(raw),
+            request_id=new_request_id(),
+        )
+        for service in self.services:
+            try:
+                route = service.route(request)
+            except DropConnection:
+                return self._drop(raw)
+            except SimError as error:
+                return service.error_response(request, error)
+            if route is not None:
+                return await self._dispatch(service, request, route)
+        # Nobody serves this hostname: as if DNS did not resolve it.
+        return self._drop(raw)
+
+    async def _dispatch(
+        self, service: Service, request: SimRequest, route: Route
+    ) -> web.StreamResponse:
+        ctx = self.ctx
+        now = ctx.clock.now()
+        fault = ctx.faults.draw_call_fault(
+            route.service, route.action, route.region, route.mutating, now
+        )
+        await ctx.clock.sleep(ctx.faults.api_latency(route.service, route.action, route.region))
+        if fault is not None:
+            ctx.faults.record(fault, route.service, route.action, route.region, now)
+        if fault == "drop":
+            self._log(route, 0, fault)
+            return self._drop(request.raw)
+        if fault in _INJECTED:
+            error = _INJECTED[fault]
+            self._log(route, error.status, fault, error.code)
+            return service.error_response(request, error)
+        try:
+            response = await service.handle(request, route)
+        except DropConnection:
+            self._log(route, 0, fault)
+            return self._drop(request.raw)
+        except SimError as error:
+            self._log(route, error.status, fault, error.code)
+            return service.error_response(request, error)
+        except Exception:
+            # A bug in the emulator must not become a traceback on the wire.
+            log.exception("emulator failure in %s:%s", route.service, route.action)
+            self._log(route, 500, fault, "InternalError")
+            return service.error_response(request, _INJECTED["internal"])
+        if fault == "lost":
+            # The change is committed; the client never hears of it.
+            self._log(route, 0, fault)
+            return self._drop(request.raw)
+        self._log(route, response.status, fault)
+        return response
+
+    def _log(self, route: Route, status: int, fault: str | None, error: str | None = None) -> None:
+        self.calls.add(
+            CallRecord(
+                self.ctx.clock.now(),
+                route.service,
+                route.action,
+                route.region,
+                status,
+                fault,
+                error,
+            )
+        )
+
+    @staticmethod
+    def _drop(raw: web.Request) -> web.StreamResponse:
+        if raw.transport is not None:
+            raw.transport.abort()
+        return web.Response(status=204)
+
+    def _serve_introspection(self, url: URL) -> web.Response:
+        name = url.path.removeprefix("/_sim/").strip("/")
+        try:
+            payload = self._introspect(name)
+        except KeyError:
+            return web.json_response({"error": f"unknown introspection path {name!r}"}, status=404)
+        return web.Response(
+            text=json.dumps(payload, default=_jsonable, indent=1),
+            content_type="application/json",
+        )
+
+
+def _jsonable(value: object) -> object:
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    if isinstance(value, set | frozenset):
+        return sorted(value)
+    return str(value)

@@ -1,0 +1,224 @@
+"""HTTP helpers of the OSS emulator: answers, body integrity checks, ranges, stored headers."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import email.utils
+import hashlib
+import re
+import zlib
+from collections.abc import Mapping
+
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+
+from aliasync.sim._errors import DropConnection, SimError
+from aliasync.sim._service import SimRequest
+from aliasync.sim._signing import payload_hash_claim
+from aliasync.sim.oss._models import OssError, StoredObject
+from aliasync.sim.oss._storage import Staged
+from aliasync.sim.oss._xml import Element, document
+
+MAX_PUT_SIZE = 5 * 2**30  # a simple PutObject, and one part
+MAX_XML_BODY = 4 * 2**20  # CreateBucket, CompleteMultipartUpload, DeleteObjects
+
+# Representation headers an object keeps from its upload and returns on GET and HEAD.
+STORED_HEADERS = (
+    "Content-Type",
+    "Content-Disposition",
+    "Content-Encoding",
+    "Content-Language",
+    "Cache-Control",
+    "Expires",
+)
+_RESPONSE_OVERRIDES = {
+    "response-content-type": "Content-Type",
+    "response-content-disposition": "Content-Disposition",
+    "response-content-encoding": "Content-Encoding",
+    "response-content-language": "Content-Language",
+    "response-cache-control": "Cache-Control",
+    "response-expires": "Expires",
+}
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+
+
+def base_headers(request: SimRequest) -> dict[str, str]:
+    """Headers on every answer: the request ID under both names."""
+    return {
+        "x-oss-request-id": request.request_id,
+        "x-amz-request-id": request.request_id,
+        "Server": "AliyunOSS",
+    }
+
+
+def xml_response(request: SimRequest, root: Element, status: int = 200) -> web.Response:
+    return web.Response(
+        status=status,
+        body=document(root),
+        headers=base_headers(request),
+        content_type="application/xml",
+    )
+
+
+def empty_response(
+    request: SimRequest, status: int = 200, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    return web.Response(status=status, headers={**base_headers(request), **(headers or {})})
+
+
+def http_date(epoch: float) -> str:
+    return email.utils.formatdate(epoch, usegmt=True)
+
+
+def stored_headers(request: SimRequest) -> tuple[dict[str, str], dict[str, str]]:
+    """(representation headers, x-amz-meta-* metadata) an upload asks to store."""
+    headers = {name: request.headers[name] for name in STORED_HEADERS if name in request.headers}
+    headers.setdefault("Content-Type", "application/octet-stream")
+    metadata = {
+        name.lower()[len("x-amz-meta-") :]: value
+        for name, value in request.headers.items()
+        if name.lower().startswith("x-amz-meta-")
+    }
+    return headers, metadata
+
+
+def object_headers(request: SimRequest, obj: StoredObject, last_modified: float) -> dict[str, str]:
+    """The headers of GetObject and HeadObject (without length and range)."""
+    headers = {
+        **base_headers(request),
+        **obj.headers,
+        "ETag": f'"{obj.etag}"',
+        "Last-Modified": http_date(last_modified),
+        "Accept-Ranges": "bytes",
+        "x-oss-object-type": "Multipart" if "-" in obj.etag else "Normal",
+        "x-oss-storage-class": "Standard",
+    }
+    headers.update({f"x-amz-meta-{k}": v for k, v in obj.metadata.items()})
+    for param, header in _RESPONSE_OVERRIDES.items():
+        value = request.param(param)
+        if value is not None:
+            headers[header] = value
+    return headers
+
+
+def content_length(request: SimRequest) -> int:
+    """The declared body length of an upload: 411 without one, EntityTooLarge over 5 GiB."""
+    length = request.raw.content_length
+    if length is None:
+        raise SimError(
+            "MissingContentLength", "You must provide the Content-Length HTTP header.", 411
+        )
+    if length > MAX_PUT_SIZE:
+        raise OssError(
+            "EntityTooLarge",
+            "Your proposed upload exceeds the maximum allowed size.",
+            400,
+            extra={"ProposedSize": str(length), "MaxSizeAllowed": str(MAX_PUT_SIZE)},
+        )
+    return length
+
+
+def parse_range(value: str | None, size: int) -> tuple[int, int] | None:
+    """The inclusive byte range of a ``Range`` header; None to send the whole object.
+
+    A header that does not parse (or lists several ranges) is ignored, as S3 and OSS do; a
+    range starting past the end is 416 InvalidRange.
+    """
+    match = _RANGE.fullmatch(value.strip()) if value else None
+    if match is None or match[1] == match[2] == "":
+        return None
+    if match[1] == "":
+        suffix = int(match[2])
+        if suffix == 0 or size == 0:
+            raise _invalid_range(size, value or "")
+        return max(0, size - suffix), size - 1
+    start = int(match[1])
+    end = int(match[2]) if match[2] else size - 1
+    if match[2] and end < start:
+        return None
+    if start >= size:
+        raise _invalid_range(size, value or "")
+    return start, min(end, size - 1)
+
+
+def _invalid_range(size: int, requested: str) -> OssError:
+    return OssError(
+        "InvalidRange",
+        "The requested range is not satisfiable",
+        416,
+        headers={"Content-Range": f"bytes */{size}"},
+        extra={"RangeRequested": requested, "ActualObjectSize": str(size)},
+    )
+
+
+def _b64(value: str, what: str) -> bytes:
+    try:
+        return base64.b64decode(value.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise SimError("InvalidDigest", f"The {what} you specified was invalid.", 400) from None
+
+
+def verify_body(request: SimRequest, staged: Staged, *, require_digest: bool = False) -> None:
+    """Check a received body against x-amz-content-sha256, Content-MD5 and x-amz-checksum-*.
+
+    CRC32, SHA-1 and SHA-256 checksums are verified; CRC32C and CRC64NVME are accepted unchecked.
+    ``require_digest``: the operation needs Content-MD5 or a checksum (DeleteObjects).
+    """
+    headers = request.headers
+    claim = payload_hash_claim(headers)
+    if claim is not None and claim != staged.sha256:
+        raise OssError(
+            "XAmzContentSHA256Mismatch",
+            "The provided 'x-amz-content-sha256' header does not match what was computed.",
+            400,
+            extra={"ClientComputedContentSHA256": claim, "S3ComputedContentSHA256": staged.sha256},
+        )
+    md5 = headers.get("Content-MD5")
+    if md5 is not None:
+        digest = _b64(md5, "Content-MD5")
+        if len(digest) != 16:
+            raise SimError("InvalidDigest", "The Content-MD5 you specified was invalid.", 400)
+        if digest.hex() != staged.md5:
+            raise SimError(
+                "BadDigest", "The Content-MD5 you specified did not match what we received.", 400
+            )
+    computed = {
+        "crc32": staged.crc32.to_bytes(4, "big"),
+        "sha1": bytes.fromhex(staged.sha1),
+        "sha256": bytes.fromhex(staged.sha256),
+    }
+    checksums = [name for name in headers if name.lower().startswith("x-amz-checksum-")]
+    for name in checksums:
+        algorithm = name.lower()[len("x-amz-checksum-") :]
+        if algorithm in computed and _b64(headers[name], name) != computed[algorithm]:
+            raise SimError(
+                "BadDigest",
+                f"The {algorithm.upper()} you specified did not match the calculated checksum.",
+                400,
+            )
+    if require_digest and md5 is None and not checksums:
+        raise SimError(
+            "InvalidRequest", "Missing required header for this request: Content-MD5", 400
+        )
+
+
+async def small_body(request: SimRequest, *, require_digest: bool = False) -> bytes:
+    """An XML request body, size-capped and checked like an upload."""
+    length = request.raw.content_length
+    if length is not None and length > MAX_XML_BODY:
+        raise SimError("MaxMessageLengthExceeded", "Your request was too big.", 400)
+    try:
+        body = await request.body()
+    except (ConnectionError, HttpProcessingError):
+        raise DropConnection from None  # the client went away mid-body
+    staged = Staged(
+        "",
+        len(body),
+        hashlib.md5(body).hexdigest(),
+        hashlib.sha256(body).hexdigest(),
+        zlib.crc32(body),
+        hashlib.sha1(body).hexdigest(),
+    )
+    verify_body(request, staged, require_digest=require_digest)
+    return body

@@ -1,0 +1,133 @@
+"""Which OSS endpoint, bucket, key and S3 operation a request names (before it runs)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+from aliasync.sim._errors import SimError
+
+_SUFFIX = ".aliyuncs.com"
+
+# Operations that address the account or a bucket's configuration: allowed on the public
+# endpoint of a Chinese mainland region. Everything else is a data API.
+CONTROL_ACTIONS = frozenset(
+    {"ListBuckets", "CreateBucket", "DeleteBucket", "HeadBucket", "GetBucketLocation"}
+)
+
+# S3 sub-resources the emulator does not implement: 501 NotImplemented.
+_UNSUPPORTED = frozenset(
+    {
+        "accelerate", "acl", "analytics", "append", "attributes", "cors", "encryption",
+        "intelligent-tiering", "inventory", "legal-hold", "lifecycle", "logging", "metrics",
+        "notification", "object-lock", "objectMeta", "ownershipControls", "policy",
+        "policyStatus", "publicAccessBlock", "qos", "referer", "replication", "requestPayment",
+        "restore", "retention", "select", "stat", "symlink", "tagging", "torrent", "versioning",
+        "versions", "website", "worm",
+    }
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Target:
+    """The endpoint, bucket and key a request addresses."""
+
+    region: str
+    internal: bool
+    s3_host: bool  # the S3-compatible host name (``s3.oss-…``) rather than the native one
+    bucket: str | None
+    key: str  # decoded; "" for bucket and service operations
+    path_style: bool  # bucket taken from the path on the bare endpoint (OSS refuses this)
+
+    def endpoint(self) -> str:
+        """The bare endpoint host, in the style the request used."""
+        name = f"oss-{self.region}{'-internal' if self.internal else ''}{_SUFFIX}"
+        return f"s3.{name}" if self.s3_host else name
+
+
+def parse_host(host: str) -> tuple[str | None, bool, str, bool] | None:
+    """(bucket, s3_host, region, internal) of an OSS host name; None if not an OSS host."""
+    host = host.lower().rstrip(".")
+    if not host.endswith(_SUFFIX):
+        return None
+    labels = host[: -len(_SUFFIX)].split(".")
+    if not labels[-1].startswith("oss-") or len(labels[-1]) <= 4:
+        return None
+    endpoint, rest = labels[-1][4:], labels[:-1]
+    s3_host = bool(rest) and rest[-1] == "s3"
+    if s3_host:
+        rest = rest[:-1]
+    if len(rest) > 1 or (rest and not rest[0]):
+        return None
+    internal = endpoint.endswith("-internal")
+    return (rest[0] if rest else None), s3_host, endpoint.removesuffix("-internal"), internal
+
+
+def target(host: str, path: str) -> Target | None:
+    """Where a request goes; ``path`` is the raw (percent-encoded) request path."""
+    parsed = parse_host(host)
+    if parsed is None:
+        return None
+    bucket, s3_host, region, internal = parsed
+    raw = path[1:] if path.startswith("/") else path
+    if bucket is not None:
+        return Target(region, internal, s3_host, bucket, unquote(raw), False)
+    if not raw:
+        return Target(region, internal, s3_host, None, "", False)
+    name, _, key = raw.partition("/")
+    return Target(region, internal, s3_host, unquote(name), unquote(key), True)
+
+
+def _not_allowed() -> SimError:
+    return SimError(
+        "MethodNotAllowed", "The specified method is not allowed against this resource.", 405
+    )
+
+
+def action(
+    method: str, t: Target, params: Mapping[str, str], headers: Mapping[str, str]
+) -> tuple[str, bool]:
+    """The S3 operation name and whether it mutates state."""
+    method = method.upper()
+    mutating = method in ("PUT", "POST", "DELETE")
+    unsupported = _UNSUPPORTED.intersection(params)
+    if unsupported or "x-amz-copy-source" in headers:
+        what = min(unsupported) if unsupported else "x-amz-copy-source"
+        raise SimError("NotImplemented", f"The emulator does not implement {what!r}.", 501)
+    if t.bucket is None:
+        if method != "GET":
+            raise _not_allowed()
+        return "ListBuckets", False
+    if not t.key:
+        bucket_ops = {
+            "HEAD": "HeadBucket",
+            "PUT": "CreateBucket",
+            "DELETE": "DeleteBucket",
+            "POST": "DeleteObjects" if "delete" in params else "",
+        }
+        if method == "GET":
+            if "location" in params:
+                return "GetBucketLocation", False
+            if "uploads" in params:
+                return "ListMultipartUploads", False
+            return ("ListObjectsV2" if params.get("list-type") == "2" else "ListObjects"), False
+        name = bucket_ops.get(method, "")
+    elif "uploadId" in params:
+        name = {
+            "GET": "ListParts",
+            "PUT": "UploadPart",
+            "POST": "CompleteMultipartUpload",
+            "DELETE": "AbortMultipartUpload",
+        }.get(method, "")
+    else:
+        name = {
+            "GET": "GetObject",
+            "HEAD": "HeadObject",
+            "PUT": "PutObject",
+            "DELETE": "DeleteObject",
+            "POST": "CreateMultipartUpload" if "uploads" in params else "",
+        }.get(method, "")
+    if not name:
+        raise _not_allowed()
+    return name, mutating

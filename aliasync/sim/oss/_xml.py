@@ -1,0 +1,152 @@
+"""S3 XML for the OSS emulator: a tiny element builder for answers and strict request parsers.
+
+Answers carry the S3 namespace on their root element, as Amazon S3 does; botocore ignores it.
+Request bodies (CreateBucket, CompleteMultipartUpload, DeleteObjects) are parsed with expat
+after a size check; namespaces are stripped so both plain and namespaced bodies parse.
+"""
+
+from __future__ import annotations
+
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable
+from dataclasses import dataclass
+from urllib.parse import quote
+from xml.sax.saxutils import escape
+
+from aliasync.sim._errors import SimError
+
+S3_NS = "http://s3.amazonaws.com/doc/2006-03-01/"
+DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>\n'
+
+
+@dataclass(frozen=True)
+class Element:
+    """One XML element: either text or child elements."""
+
+    tag: str
+    text: str | None = None
+    children: tuple[Element, ...] = ()
+    xmlns: str | None = None
+
+    def render(self) -> str:
+        ns = f' xmlns="{self.xmlns}"' if self.xmlns else ""
+        if self.children:
+            inner = "".join(c.render() for c in self.children)
+        else:
+            inner = escape(self.text or "")
+        return f"<{self.tag}{ns}>{inner}</{self.tag}>"
+
+
+def el(tag: str, value: str | int | bool | None = None) -> Element:
+    """A text element; booleans render as ``true``/``false``."""
+    if isinstance(value, bool):
+        return Element(tag, "true" if value else "false")
+    return Element(tag, None if value is None else str(value))
+
+
+def node(tag: str, *children: Element | Iterable[Element] | None) -> Element:
+    """An element with children; ``None`` children are skipped, iterables are flattened."""
+    flat: list[Element] = []
+    for child in children:
+        if child is None:
+            continue
+        if isinstance(child, Element):
+            flat.append(child)
+        else:
+            flat.extend(child)
+    return Element(tag, children=tuple(flat))
+
+
+def document(root: Element, *, namespaced: bool = True) -> bytes:
+    """The full XML document, with declaration, as UTF-8 bytes."""
+    if namespaced:
+        root = Element(root.tag, root.text, root.children, S3_NS)
+    return (DECLARATION + root.render()).encode()
+
+
+def iso8601(epoch_seconds: float) -> str:
+    """``2024-01-02T03:04:05.000Z``, the timestamp form S3 uses in XML."""
+    ms = round((epoch_seconds % 1) * 1000) % 1000
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch_seconds)) + f".{ms:03d}Z"
+
+
+def owner_fields(account_id: str) -> list[Element]:
+    """The ID and DisplayName children of an Owner or Initiator element."""
+    return [el("ID", account_id), el("DisplayName", account_id)]
+
+
+def url_encode(value: str, encode: bool) -> str:
+    """A key as listed: percent-encoded when the client asked for ``encoding-type=url``."""
+    return quote(value, safe="/") if encode else value
+
+
+# --- request bodies ------------------------------------------------------------------------
+
+
+def _malformed() -> SimError:
+    return SimError(
+        "MalformedXML",
+        "The XML you provided was not well-formed or did not validate against our published "
+        "schema.",
+        400,
+    )
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def parse(body: bytes, root_tag: str) -> ET.Element:
+    """Parse ``body`` and check its root element's local name; MalformedXML otherwise."""
+    if b"<!DOCTYPE" in body or b"<!ENTITY" in body:
+        raise _malformed()
+    try:
+        root = ET.fromstring(body)
+    except ET.ParseError:
+        raise _malformed() from None
+    for elem in root.iter():
+        elem.tag = _local(elem.tag)
+    if root.tag != root_tag:
+        raise _malformed()
+    return root
+
+
+def location_constraint(body: bytes) -> str | None:
+    """The LocationConstraint of a CreateBucket body, None when absent or empty."""
+    if not body.strip():
+        return None
+    root = parse(body, "CreateBucketConfiguration")
+    found = root.find("LocationConstraint")
+    text = (found.text or "").strip() if found is not None else ""
+    return text or None
+
+
+def completed_parts(body: bytes) -> list[tuple[int, str]]:
+    """(PartNumber, ETag) pairs of a CompleteMultipartUpload body, in the order sent."""
+    root = parse(body, "CompleteMultipartUpload")
+    parts: list[tuple[int, str]] = []
+    for part in root.findall("Part"):
+        number, etag = part.find("PartNumber"), part.find("ETag")
+        if number is None or etag is None or not (number.text or "").strip().isdigit():
+            raise _malformed()
+        parts.append((int((number.text or "").strip()), (etag.text or "").strip()))
+    if not parts:
+        raise _malformed()
+    return parts
+
+
+def delete_request(body: bytes) -> tuple[list[str], bool]:
+    """The keys of a DeleteObjects body and its Quiet flag."""
+    root = parse(body, "Delete")
+    quiet_el = root.find("Quiet")
+    quiet = quiet_el is not None and (quiet_el.text or "").strip().lower() == "true"
+    keys: list[str] = []
+    for obj in root.findall("Object"):
+        key = obj.find("Key")
+        if key is None or not key.text:
+            raise _malformed()
+        keys.append(key.text)
+    if not keys or len(keys) > 1000:
+        raise _malformed()
+    return keys, quiet

@@ -1,0 +1,16 @@
+"""Emulated RAM (roles and system policies) and STS (GetCallerIdentity), both RPC style."""
+
+from __future__ import annotations
+
+from aliasync.sim.ram._models import IMPORT_POLICY, IMPORT_ROLE, RamModel, RoleRecord, trust_policy
+from aliasync.sim.ram._responses import RamService, StsService
+
+__all__ = [
+    "IMPORT_POLICY",
+    "IMPORT_ROLE",
+    "RamModel",
+    "RamService",
+    "RoleRecord",
+    "StsService",
+    "trust_policy",
+]
