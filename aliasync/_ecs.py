@@ -315,6 +315,9 @@ class EcsApi:
     ) -> None:
         """Make the image public or private and share or unshare it with accounts."""
         adds, removes = list(add_accounts), list(remove_accounts)
+        if public is None and not adds and not removes:
+            return  # nothing to change
+        # The API heeds at most 10 accounts of each kind per call (and ignores the rest).
         rounds = max(1, math.ceil(len(adds) / _SHARE_CHUNK), math.ceil(len(removes) / _SHARE_CHUNK))
         for index in range(rounds):
             window = slice(index * _SHARE_CHUNK, (index + 1) * _SHARE_CHUNK)
@@ -325,8 +328,6 @@ class EcsApi:
                 add_account=adds[window] or None,
                 remove_account=removes[window] or None,
             )
-            if index == 0 and public is None and not adds and not removes:
-                return  # nothing to change
             await self._call(
                 "ModifyImageSharePermission",
                 partial(self._client.modify_image_share_permission_async, request),

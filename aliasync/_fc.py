@@ -12,6 +12,7 @@ import base64
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import suppress
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -132,25 +133,31 @@ class FcApi:
         runtime = RuntimeOptions(read_timeout=int((timeout + 30.0) * 1000))
         headers = m.InvokeFunctionHeaders(x_fc_invocation_type="Sync", x_fc_log_type="None")
 
-        async def invoke(c: Client) -> Any:
+        async def invoke(c: Client) -> bytes:
             request = m.InvokeFunctionRequest(body=payload)
-            return await c.invoke_function_with_options_async(name, request, headers, runtime)
+            response = await c.invoke_function_with_options_async(name, request, headers, runtime)
+            body = bytes(response.body.read()) if response.body is not None else b""
+            raw_headers: Mapping[str, str] = response.headers or {}
+            error_type = {k.lower(): v for k, v in raw_headers.items()}.get("x-fc-error-type")
+            if not error_type:
+                return body
+            message = _error_message(body)
+            where: dict[str, Any] = {"service": "fc", "action": "InvokeFunction", "region": region}
+            if "timeout" in error_type.lower() or message.startswith("Function timed out"):
+                # The instance hung or ran out of time: a fresh invocation may well succeed,
+                # so this is raised inside the retry loop.
+                raise TransientCloudError(error_type, message, **where)
+            raise FunctionFailedError(error_type, message, **where)
 
-        response = await self._call(region, "InvokeFunction", invoke)
-        body = response.body.read() if response.body is not None else b""
-        raw_headers: Mapping[str, str] = response.headers or {}
-        error_type = {k.lower(): v for k, v in raw_headers.items()}.get("x-fc-error-type")
-        if not error_type:
-            return bytes(body)
-        message = _error_message(body)
-        if "timeout" in error_type.lower() or message.startswith("Function timed out"):
-            # The instance hung or ran out of time: a fresh invocation may well succeed.
-            raise TransientCloudError(
-                error_type, message, service="fc", action="InvokeFunction", region=region
-            )
-        raise FunctionFailedError(
-            error_type, message, service="fc", action="InvokeFunction", region=region
+        # Each attempt may legitimately run for the whole function timeout: fewer attempts, and
+        # a total-time cap that leaves room for them.
+        policy = replace(
+            self._retry,
+            attempts=min(self._retry.attempts, 4),
+            timeout=self._retry.timeout + 4 * (timeout + 60.0),
         )
+        answer: bytes = await self._call(region, "InvokeFunction", invoke, policy=policy)
+        return answer
 
     async def delete_function(self, region: str, name: str) -> None:
         """Delete a function; one that is already gone counts as deleted."""

@@ -23,13 +23,14 @@ from aiobotocore.session import get_session
 
 from aliasync._credentials import Credentials, CredentialSource
 from aliasync._endpoints import Endpoints
-from aliasync._exceptions import AliasyncError, NotFoundError, PermanentCloudError
+from aliasync._exceptions import AliasyncError, CloudError, NotFoundError, PermanentCloudError
 from aliasync._retry import DEFAULT, RetryPolicy
 from aliasync._transport import boundary
 
 __all__ = ["BucketsForbiddenError", "MiB", "OssApi"]
 
 T = TypeVar("T")
+E = TypeVar("E", bound=CloudError)
 MiB = 2**20
 _MAX_PRESIGN_SECONDS = 3600
 _DELETE_BATCH = 1000  # DeleteObjects takes at most 1000 keys
@@ -43,7 +44,16 @@ def _add_content_md5(request: Any, **_: Any) -> None:
     """Give DeleteObjects the Content-MD5 OSS requires (botocore now sends only a CRC32)."""
     body = request.body if isinstance(request.body, bytes) else b""
     if "Content-MD5" not in request.headers:
-        request.headers["Content-MD5"] = base64.b64encode(hashlib.md5(body).digest()).decode()
+        request.headers["Content-MD5"] = _md5(body)
+
+
+def _md5(data: bytes) -> str:
+    """Content-MD5: OSS checks it, so a part corrupted on the way is refused."""
+    return base64.b64encode(hashlib.md5(data).digest()).decode()
+
+
+def _error(cls: type[E], code: str, message: str, region: str, **where: Any) -> E:
+    return cls(code, message, service="oss", region=region, **where)
 
 
 def _region_from_location(value: object) -> str | None:
@@ -171,15 +181,8 @@ class OssApi:
             raise
         except PermanentCloudError as exc:
             if exc.code == "ForbidCreateNewBucket":
-                raise BucketsForbiddenError(
-                    exc.code,
-                    exc.message,
-                    status=exc.status,
-                    service="oss",
-                    action="CreateBucket",
-                    region=region,
-                    request_id=exc.request_id,
-                ) from exc
+                where = {"status": exc.status, "request_id": exc.request_id}
+                raise _error(BucketsForbiddenError, exc.code, exc.message, region, **where) from exc
             if exc.code == "BucketAlreadyOwnedByYou":
                 return
             # After a lost answer, the retry sees our own bucket as "already exists".
@@ -204,9 +207,10 @@ class OssApi:
     ) -> list[tuple[str, str]]:
         """``(name, region)`` of this account's buckets named ``prefix...``, in every region.
 
-        ``via`` is the region whose endpoint answers (any region lists them all).
+        ``via`` is the region whose endpoint answers (any region lists them all); by default
+        one outside mainland China, whose public endpoint has no restrictions.
         """
-        region = via or next(iter(self._endpoints.regions), "cn-hangzhou")
+        region = via or "ap-southeast-1"
         found: list[tuple[str, str]] = []
         token: str | None = None
         while True:
@@ -241,13 +245,8 @@ class OssApi:
                 except PermanentCloudError as exc:
                     if exc.code != "BucketNotEmpty":
                         raise
-            raise PermanentCloudError(
-                "BucketNotEmpty",
-                f"bucket {bucket} keeps filling up while being deleted",
-                service="oss",
-                action="DeleteBucket",
-                region=region,
-            )
+            message = f"bucket {bucket} keeps filling up while being deleted"
+            raise _error(PermanentCloudError, "BucketNotEmpty", message, region)
         except NotFoundError as exc:
             if exc.code != "NoSuchBucket":
                 raise
@@ -282,27 +281,16 @@ class OssApi:
             )
             errors = [e for e in result.get("Errors") or [] if e.get("Code") != "NoSuchKey"]
             if errors:
-                first = errors[0]
-                raise PermanentCloudError(
-                    str(first.get("Code") or "DeleteFailed"),
-                    f"{len(errors)} object(s) not deleted: {first.get('Message') or ''}",
-                    service="oss",
-                    action="DeleteObjects",
-                    region=region,
-                )
+                code = str(errors[0].get("Code") or "DeleteFailed")
+                message = f"{len(errors)} object(s) not deleted: {errors[0].get('Message')}"
+                raise _error(PermanentCloudError, code, message, region)
 
     async def _abort(
         self, region: str, bucket: str, key: str, upload_id: str, internal: bool
     ) -> None:
+        params = {"Bucket": bucket, "Key": key, "UploadId": upload_id}
         try:
-            await self._op(
-                region,
-                "abort_multipart_upload",
-                internal=internal,
-                Bucket=bucket,
-                Key=key,
-                UploadId=upload_id,
-            )
+            await self._op(region, "abort_multipart_upload", internal=internal, **params)
         except NotFoundError as exc:
             if exc.code != "NoSuchUpload":  # already aborted or completed
                 raise
@@ -342,16 +330,8 @@ class OssApi:
         size = (await anyio.Path(path).stat()).st_size
         if size < part_size:
             data = await anyio.Path(path).read_bytes()
-            md5 = base64.b64encode(hashlib.md5(data).digest()).decode()
-            await self._op(
-                region,
-                "put_object",
-                internal=internal,
-                Bucket=bucket,
-                Key=key,
-                Body=data,
-                ContentMD5=md5,
-            )
+            params = {"Bucket": bucket, "Key": key, "Body": data, "ContentMD5": _md5(data)}
+            await self._op(region, "put_object", internal=internal, **params)
             if on_progress is not None:
                 on_progress(len(data))
             return hashlib.sha256(data).hexdigest()
@@ -391,14 +371,8 @@ class _MultipartUpload:
         )
 
     async def run(self, parallel: int) -> str:
-        create_tries = 0
-
-        async def create(c: Any) -> Any:
-            nonlocal create_tries
-            create_tries += 1
-            return await c.create_multipart_upload(Bucket=self.bucket, Key=self.key)
-
-        self.upload_id = str((await self._call("CreateMultipartUpload", create))["UploadId"])
+        created = await self._op("create_multipart_upload", Key=self.key)
+        self.upload_id = str(created["UploadId"])
         try:
             file: BinaryIO = await anyio.to_thread.run_sync(open, self.path, "rb")
             try:
@@ -406,29 +380,28 @@ class _MultipartUpload:
             finally:
                 file.close()
             if sent != self.size:
-                raise PermanentCloudError(
-                    "FileChanged",
-                    f"{self.path} changed size during the upload",
-                    service="oss",
-                    action="UploadPart",
-                    region=self.region,
-                )
+                message = f"{self.path} changed size during the upload"
+                raise _error(PermanentCloudError, "FileChanged", message, self.region)
             await self._complete()
         except BaseException:
             with anyio.CancelScope(shield=True), suppress(AliasyncError):
-                await self.api._abort(
-                    self.region, self.bucket, self.key, self.upload_id, self.internal
-                )
+                await self._abort(self.upload_id)
             raise
-        if create_tries > 1:
-            await self._abort_orphans()
+        # A CreateMultipartUpload whose answer was lost (then retried) left an upload behind.
+        page = await self._op("list_multipart_uploads", Prefix=self.key)
+        for upload in page.get("Uploads") or []:
+            if upload.get("Key") == self.key and upload.get("UploadId") != self.upload_id:
+                await self._abort(upload["UploadId"])
         return self.sha256.hexdigest()
+
+    async def _abort(self, upload_id: str) -> None:
+        await self.api._abort(self.region, self.bucket, self.key, upload_id, self.internal)
 
     def _read(self, file: BinaryIO) -> tuple[bytes, str]:
         """Next part and its Content-MD5; hashes the stream in order (runs in a thread)."""
         data = file.read(self.part_size)
         self.sha256.update(data)
-        return data, base64.b64encode(hashlib.md5(data).digest()).decode()
+        return data, _md5(data)
 
     async def _transfer(self, file: BinaryIO, parallel: int) -> int:
         send, receive = anyio.create_memory_object_stream[tuple[int, bytes, str]](0)
@@ -447,7 +420,6 @@ class _MultipartUpload:
                         sent += len(data)
                         await send.send((number, data, md5))
                         number += 1
-                        del data  # only the workers hold parts now
         except BaseExceptionGroup as group:
             raise _collapse(group) from None
         return sent
@@ -491,15 +463,6 @@ class _MultipartUpload:
             head = await self._op("head_object", Key=self.key)
             if int(head.get("ContentLength", -1)) != self.size:
                 raise
-
-    async def _abort_orphans(self) -> None:
-        """Abort uploads of this key left by CreateMultipartUpload answers that were lost."""
-        page = await self._op("list_multipart_uploads", Prefix=self.key)
-        for upload in page.get("Uploads") or []:
-            if upload.get("Key") == self.key and upload.get("UploadId") != self.upload_id:
-                await self.api._abort(
-                    self.region, self.bucket, self.key, upload["UploadId"], self.internal
-                )
 
 
 def _collapse(group: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -136,8 +136,8 @@ async def _relay(cloud: Cloud, job: ImageJob, existing: list[ImageInfo]) -> Imag
         "sources": urls,
         "size": image.size,
         "sha256": image.sha256,
-        "scheme": cloud.endpoints.protocol,
         "target": {
+            "protocol": cloud.endpoints.protocol,
             "host": f"{job.plan.bucket}.{internal}",
             "bucket": job.plan.bucket,
             "key": key,

@@ -14,10 +14,9 @@ import anyio
 import pytest
 
 from aliasync._credentials import CredentialSource
-from aliasync._ecs import EcsApi
+from aliasync._ecs import EcsApi, ImageFailedError, ImageTimeoutError
 from aliasync._endpoints import Endpoints
 from aliasync._exceptions import (
-    ConfigurationError,
     NotFoundError,
     PermanentCloudError,
 )
@@ -265,6 +264,34 @@ async def test_image_lifecycle(sim: Simulator, tmp_path: Path) -> None:
     assert leaks["orphan_snapshots"] == [] and leaks["duplicate_images"] == []
 
 
+async def test_failed_and_slow_imports_are_reported(tmp_path: Path) -> None:
+    """An import that fails raises ImageFailedError; one that takes too long, ImageTimeoutError."""
+    path = tmp_path / "disk.raw"
+    _random_file(path, MiB, seed=4)
+    profile = PROFILES["none"].with_(import_failure_rate=1.0)
+    async with Simulator(seed=0, profile=profile, time_scale=1000.0) as sim:
+        endpoints, credentials = _clients(sim)
+        ecs = EcsApi(endpoints, credentials, "ap-southeast-1")
+        async with OssApi(endpoints, credentials) as oss:
+            await oss.create_bucket("ap-southeast-1", "aliasync-fail")
+            await oss.upload_file("ap-southeast-1", "aliasync-fail", "disk.raw", path)
+            ids = []
+            for n in (1, 2):
+                image_id, task_id = await ecs.import_image(
+                    name=f"ipxe-fail-{n}", bucket="aliasync-fail", key="disk.raw",
+                    disk_image_size_gib=1, boot_mode="BIOS", architecture="x86_64",
+                    client_token=f"tok-fail-{n}",
+                )  # fmt: skip
+                ids.append((image_id, task_id))
+            with pytest.raises(ImageTimeoutError):
+                await ecs.wait_available(ids[0][0], timeout=5, task_id=ids[0][1])
+            with pytest.raises(ImageFailedError):
+                await ecs.wait_available(ids[1][0], timeout=3600, task_id=ids[1][1])
+            await oss.delete_bucket("ap-southeast-1", "aliasync-fail")
+            for image_id, _ in ids:
+                await ecs.delete_image(image_id)
+
+
 async def test_fc_probe(sim: Simulator) -> None:
     """Function Compute answers in Hangzhou; Guangzhou (no FC) counts as unavailable."""
     endpoints, credentials = _clients(sim)
@@ -319,4 +346,3 @@ async def test_no_credentials_anywhere_is_a_configuration_error(
     output = await _run_chain(sim, tmp_path, {})
     assert output.startswith("ConfigurationError:")
     assert "ALIBABA_CLOUD_ACCESS_KEY_ID" in output
-

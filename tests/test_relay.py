@@ -16,7 +16,7 @@ from aliasync._endpoints import Endpoints
 from aliasync._fc import FcApi, FunctionFailedError
 from aliasync._oss import OssApi
 from aliasync._relay.package import HANDLER, relay_event, relay_zip
-from aliasync.sim import PROFILES, Simulator
+from aliasync.sim import PROFILES, FaultProfile, Simulator
 from tests.clients import ram_client
 
 pytestmark = pytest.mark.anyio
@@ -26,6 +26,7 @@ SOURCES = ("ap-southeast-1", "cn-hongkong", "eu-central-1")
 TARGET = "cn-beijing"
 FUNCTION = "aliasync-relay-test"
 PREFIX = "aliasync-tmp/run-1/"
+SEED_HANG = 9  # the first invocation of the relay hangs until its timeout
 
 
 async def _relay_role(sim: Simulator) -> str:
@@ -127,8 +128,76 @@ async def test_relay_copies_into_a_mainland_bucket_despite_cut_downloads(tmp_pat
 
             await fc.delete_function(TARGET, FUNCTION)
             await fc.delete_function(TARGET, FUNCTION)
-            for region in SOURCES:
-                await oss.delete_bucket(region, f"aliasync-src-{region}")
-            await oss.delete_bucket(TARGET, "aliasync-dst", internal=True)
+            await _clean_up(oss, SOURCES)
         leaks = sim.leaks()
         assert leaks["buckets"] == [] and leaks["functions"] == []
+
+
+async def _clean_up(oss: OssApi, sources: tuple[str, ...]) -> None:
+    for region in sources:
+        await oss.delete_bucket(region, f"aliasync-src-{region}")
+    await oss.delete_bucket(TARGET, "aliasync-dst", internal=True)
+
+
+LOSSY = PROFILES["none"].with_(
+    transient_rate=0.15, lost_response_rate=0.15, download_failure_rate=0.2
+)
+HANGING = PROFILES["none"].with_(function_timeout_rate=0.5)
+
+
+@pytest.mark.parametrize(
+    ("seed", "profile", "evidence"),
+    [
+        (23, LOSSY, "lost:CreateMultipartUpload"),
+        (27, LOSSY, "lost:InvokeFunction"),
+        (SEED_HANG, HANGING, "function_timeout:InvokeFunction"),
+    ],
+    ids=["lost-create-and-complete", "lost-invocations", "hung-invocation"],
+)
+async def test_relay_is_idempotent_under_lossy_apis(
+    tmp_path: Path, seed: int, profile: FaultProfile, evidence: str
+) -> None:
+    """Lost answers or a hung invocation are retried, and still give one intact object."""
+    data = hashlib.sha256(b"relay").digest() * (3 * 2**20 // 32) + b"tail-bytes"
+    digest = hashlib.sha256(data).hexdigest()
+    path = tmp_path / "disk.raw"
+    path.write_bytes(data)
+    sources = SOURCES[:2]
+    async with Simulator(seed=seed, profile=profile, time_scale=1000.0) as sim:
+        endpoints = Endpoints.from_dict(sim.endpoints)
+        credentials = CredentialSource(endpoints)
+        fc = FcApi(endpoints, credentials, account_id=sim.account_id)
+        # Set-up, not under test: the role straight into the emulator, past its faults.
+        role = sim.ctx.models["ram"].ensure_role(
+            "aliasync-relay", ("fc.aliyuncs.com",), ("AliyunOSSFullAccess",)
+        )
+        async with OssApi(endpoints, credentials) as oss:
+            urls = []
+            for region in sources:
+                await oss.create_bucket(region, f"aliasync-src-{region}")
+                await oss.upload_file(region, f"aliasync-src-{region}", PREFIX + "d.raw", path)
+                urls.append(
+                    await oss.presign_get(region, f"aliasync-src-{region}", PREFIX + "d.raw")
+                )
+            await oss.create_bucket(TARGET, "aliasync-dst")
+            await fc.create_function(
+                TARGET, FUNCTION, code_zip=relay_zip(), handler=HANDLER, timeout=300,
+                memory_mb=256, role_arn=role.arn,
+            )  # fmt: skip
+            event = relay_event(
+                sources=urls, size=len(data), sha256=digest,
+                host=f"aliasync-dst.{endpoints.region(TARGET, sim.account_id).oss_internal}",
+                bucket="aliasync-dst", key=PREFIX + "d.raw", region=TARGET, key_prefix=PREFIX,
+                protocol=endpoints.protocol, part_size=256 * KiB, parallel=3,
+            )  # fmt: skip
+            answer = json.loads(await fc.invoke(TARGET, FUNCTION, event, timeout=300))
+            assert answer["ok"] and answer["sha256"] == digest
+            info = sim.ctx.models["oss"].object_info(TARGET, "aliasync-dst", PREFIX + "d.raw")
+            assert info.sha256 == digest
+            assert sim.leaks()["multipart_uploads"] == []  # orphans of lost creates aborted
+            seen = {f"{r.fault}:{r.action}" for r in sim.calls.records if r.region == TARGET}
+            seen |= {f"{f.kind}:{f.action}" for f in sim.ctx.faults.injected}
+            assert evidence in seen
+            await fc.delete_function(TARGET, FUNCTION)
+            await _clean_up(oss, sources)
+        assert not sim.has_leaks()

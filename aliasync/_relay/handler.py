@@ -66,10 +66,6 @@ class RelayError(Exception):
     """A failure reported to the caller. Messages never hold URLs or keys."""
 
 
-class _Retryable(Exception):
-    """A transient failure of one HTTP call."""
-
-
 class _DownloadFailed(Exception):
     """One ranged GET failed or came back short."""
 
