@@ -22,6 +22,8 @@ async def sim() -> AsyncIterator[Simulator]:
 
 
 @pytest.fixture(autouse=True)
-def _private_state_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+def _private_state_dir(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Every test gets its own aliasync state directory (capability cache, journal)."""
     monkeypatch.setenv("ALIASYNC_STATE_DIR", str(tmp_path_factory.mktemp("state")))

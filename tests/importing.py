@@ -21,9 +21,7 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-async def run_import(
-    sim: Simulator, images: Sequence[Path], **options: Any
-) -> ImportReport:
+async def run_import(sim: Simulator, images: Sequence[Path], **options: Any) -> ImportReport:
     return await import_images(
         images, endpoints=Endpoints.from_dict(sim.endpoints), options=ImportOptions(**options)
     )

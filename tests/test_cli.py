@@ -108,7 +108,7 @@ async def test_ctrl_c_removes_temporary_resources(tmp_path: Path) -> None:
         async with process:
             # Wait until the run has created temporary resources, then interrupt it.
             with anyio.fail_after(60):
-                while not sim.ctx.models["oss"].buckets():
+                while not sim.ctx.models["oss"].buckets():  # noqa: ASYNC110 (polls the emulator's state)
                     await anyio.sleep(0.1)
             await anyio.sleep(1.0)
             process.send_signal(signal.SIGINT)

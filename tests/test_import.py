@@ -58,7 +58,9 @@ async def test_overwrite_replaces_images_and_leaves_no_orphan_snapshot() -> None
         first = await run_import(sim, [BIOS, UEFI], name="ipxe-ow", regions=regions, public=True)
         assert first.status == "success", first.to_json()
         old = {r: images_named(sim, r, "ipxe-ow")[0]["id"] for r in regions}
-        second = await run_import(sim, [BIOS, UEFI], name="ipxe-ow", regions=regions, overwrite=True)
+        second = await run_import(
+            sim, [BIOS, UEFI], name="ipxe-ow", regions=regions, overwrite=True
+        )
         assert_published(sim, second, [BIOS, UEFI], name="ipxe-ow", regions=regions)
         for region in regions:
             assert images_named(sim, region, "ipxe-ow")[0]["id"] != old[region]
