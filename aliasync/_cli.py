@@ -30,7 +30,14 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     imp = sub.add_parser("import", help="import disk images into regions")
-    imp.add_argument("images", nargs="+", metavar="IMAGE", help="raw disk image files")
+    imp.add_argument("images", nargs="*", metavar="IMAGE", help="raw disk image files")
+    imp.add_argument(
+        "--resume",
+        nargs="?",
+        const="",
+        metavar="RUN",
+        help="continue a killed run (default: the latest) instead of starting one",
+    )
     imp.add_argument(
         "-r",
         "--region",
@@ -75,6 +82,9 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("--json", action="store_true", help="print the report as JSON")
     imp.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
 
+    runs = sub.add_parser("runs", help="list import runs recorded in the journal")
+    runs.add_argument("--json", action="store_true", help="print the runs as JSON")
+
     sim = sub.add_parser("sim", help="serve the Alibaba Cloud emulator in the foreground")
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, default=0)
@@ -110,18 +120,21 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    verbose = getattr(args, "verbose", 0)
     logging.basicConfig(
-        level=logging.DEBUG if getattr(args, "verbose", 0) > 1 else logging.INFO,
-        format="%(asctime)s %(levelname)s %(message)s",
+        level=logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
-    if getattr(args, "verbose", 0) <= 1:
-        # Third-party chatter (botocore, aiohttp) only at -vv.
-        for noisy in ("botocore", "aiobotocore", "aiohttp", "urllib3"):
-            logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Only our own loggers get louder with -v: third-party debug output (botocore, aiohttp)
+    # prints request headers, and those carry signatures.
+    for ours in ("aliasync", "stamina"):
+        logging.getLogger(ours).setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
     try:
         if args.command == "sim":
             return anyio.run(_serve_sim, args)
+        if args.command == "runs":
+            return _list_runs(args)
         return anyio.run(_import, args)
     except UsageError as exc:
         print(f"aliasync: error: {exc}", file=sys.stderr)
@@ -144,6 +157,10 @@ async def _import(args: argparse.Namespace) -> int:
 
     if args.copy_concurrency < 1:
         raise UsageError("--copy-concurrency must be at least 1")
+    if args.resume is not None and args.images:
+        raise UsageError("--resume continues a run with its own images: give no IMAGE")
+    if args.resume is None and not args.images:
+        raise UsageError("give at least one IMAGE (or --resume)")
     options = ImportOptions(
         regions=tuple(args.regions) if args.regions else None,
         name=args.name,
@@ -158,7 +175,10 @@ async def _import(args: argparse.Namespace) -> int:
     async def run(endpoints: Endpoints) -> int:
         async with Importer(endpoints, on_event=view.on_event) as importer:
             with view:
-                report = await importer.run(args.images, options)
+                if args.resume is not None:
+                    report = await importer.resume(args.resume or None)
+                else:
+                    report = await importer.run(args.images, options)
         if args.json:
             print(report.to_json())
         else:
@@ -208,4 +228,26 @@ async def _serve_sim(args: argparse.Namespace) -> int:
         print(json.dumps(summary), flush=True)
         log.info("emulator serving on %s; Ctrl-C stops it", sim.proxy_url)
         await anyio.sleep_forever()
+    return 0
+
+
+def _list_runs(args: argparse.Namespace) -> int:
+    from aliasync._journal import Journal
+    from aliasync._progress import print_runs
+    from aliasync._state import state_dir
+
+    journal = Journal(state_dir() / "journal.sqlite3")
+    try:
+        runs = journal.runs()
+    finally:
+        journal.close()
+    if args.json:
+        print(json.dumps([
+            {"run_id": r.run_id, "created": r.created, "updated": r.updated,
+             "status": r.status, "images": [i["path"] for i in r.plan.get("images", [])],
+             "regions": len(r.plan.get("regions", []))}
+            for r in runs
+        ], indent=2))  # fmt: skip
+    else:
+        print_runs(runs, sys.stdout)
     return 0

@@ -41,6 +41,10 @@ class Cloud:
     async def account_id(self) -> str:
         return self._account
 
+    @property
+    def account(self) -> str:
+        return self._account
+
     def ecs(self, region: str | None) -> EcsApi:
         """The ECS client for ``region`` (None: for region-less calls like DescribeRegions)."""
         key = region or _REGIONLESS

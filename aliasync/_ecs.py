@@ -11,7 +11,7 @@ import math
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
 import anyio
 from alibabacloud_ecs20140526 import models as m
@@ -24,8 +24,6 @@ from aliasync._retry import DEFAULT, RetryPolicy
 from aliasync._transport import boundary
 
 __all__ = ["ALL_STATUSES", "EcsApi", "ImageFailedError", "ImageInfo", "ImageTimeoutError"]
-
-T = TypeVar("T")
 
 ALL_STATUSES = "Creating,Waiting,Available,UnAvailable,CreateFailed,Deprecated"
 _FAILED_STATUSES = frozenset({"CreateFailed", "UnAvailable"})

@@ -12,28 +12,27 @@ A run reads top to bottom:
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import anyio
 
 from aliasync._cloud import Cloud
-from aliasync._copysources import CopySourcePool
 from aliasync._endpoints import Endpoints
-from aliasync._exceptions import AliasyncError, ConfigurationError
+from aliasync._exceptions import AliasyncError, ConfigurationError, JournalError
+from aliasync._journal import Journal
 from aliasync._prepare import PreparedImage, prepare_images
 from aliasync._regionplan import RegionPlan, plan_region
-from aliasync._report import Event, EventHandler, ImageResult, ImportReport, RegionResult
+from aliasync._report import EventHandler, ImageResult, ImportReport, RegionResult
+from aliasync._run import BUCKET_PREFIX, FUNCTION_PREFIX, Run
+from aliasync._state import state_dir
 from aliasync._strategies import ImageJob, publish_image
-from aliasync._uploads import UploadBoard
 
-BUCKET_PREFIX = "aliasync-tmp-"
-FUNCTION_PREFIX = "aliasync-relay-"
 CLEANUP_DEADLINE = 600.0
 
 
@@ -51,59 +50,6 @@ class ImportOptions:
     relay_sources: int = 3  # uncensored buckets a relay downloads from in parallel
 
 
-@dataclass
-class Run:
-    """The state of one run, shared by the region pipelines."""
-
-    run_id: str
-    options: ImportOptions
-    images: list[PreparedImage]
-    account_id: str
-    started: float = field(default_factory=time.monotonic)
-    on_event: EventHandler | None = None
-    pool: CopySourcePool = field(init=False)
-    uploads: UploadBoard = field(default_factory=UploadBoard)
-    buckets: dict[str, str] = field(default_factory=dict)  # region -> temporary bucket
-    functions: dict[str, str] = field(default_factory=dict)  # region -> relay function
-    # Per image: regions that may still import it, and so still become a copy source.
-    importers_left: dict[str, int] = field(default_factory=dict)
-
-    _locks: dict[str, anyio.Lock] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.pool = CopySourcePool(self.options.copy_concurrency)
-
-    def region_lock(self, region: str) -> anyio.Lock:
-        return self._locks.setdefault(region, anyio.Lock())
-
-    @property
-    def short_id(self) -> str:
-        return self.run_id[:8]
-
-    def bucket_name(self, region: str) -> str:
-        return f"{BUCKET_PREFIX}{self.short_id}-{region}"[:63].rstrip("-")
-
-    def function_name(self) -> str:
-        return f"{FUNCTION_PREFIX}{self.short_id}"
-
-    def object_key(self, image: PreparedImage) -> str:
-        return f"{self.key_prefix}{image.sha256[:16]}/{image.name}.raw"
-
-    @property
-    def key_prefix(self) -> str:
-        return f"aliasync/{self.run_id}/"
-
-    def client_token(self, action: str, region: str, image: PreparedImage, attempt: int) -> str:
-        """Deterministic per run, region, image and attempt: a retried call is the same call."""
-        seed = f"{self.run_id}|{action}|{region}|{image.sha256}|{image.name}|{attempt}"
-        return "as" + hashlib.sha256(seed.encode()).hexdigest()[:40]
-
-    def emit(self, region: str, stage: str, message: str, image: str | None = None) -> None:
-        if self.on_event is not None:
-            elapsed = time.monotonic() - self.started
-            self.on_event(Event(region, stage, message, image, elapsed))
-
-
 class Importer:
     """Publishes disk images into regions. Use as an async context manager::
 
@@ -112,13 +58,20 @@ class Importer:
     """
 
     def __init__(
-        self, endpoints: Endpoints | None = None, *, on_event: EventHandler | None = None
+        self,
+        endpoints: Endpoints | None = None,
+        *,
+        on_event: EventHandler | None = None,
+        journal: Path | None = None,
     ) -> None:
         self.endpoints = endpoints or Endpoints()
         self.on_event = on_event
+        self._journal_path = journal or state_dir() / "journal.sqlite3"
+        self._journal: Journal | None = None
         self._cloud: Cloud | None = None
 
     async def __aenter__(self) -> Importer:
+        self._journal = Journal(self._journal_path)
         self._cloud = await Cloud.open(self.endpoints)
         return self
 
@@ -132,6 +85,15 @@ class Importer:
             with anyio.CancelScope(shield=True):
                 await self._cloud.aclose()
             self._cloud = None
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
+
+    @property
+    def journal(self) -> Journal:
+        if self._journal is None:
+            raise RuntimeError("use Importer as an async context manager")
+        return self._journal
 
     @property
     def cloud(self) -> Cloud:
@@ -145,30 +107,86 @@ class Importer:
         """Publish ``paths`` as configured; partial failure is in the report, not raised."""
         options = options or ImportOptions()
         images = await prepare_images(paths, name=options.name, family=options.family)
-        cloud = self.cloud
         regions = await self._select_regions(options.regions)
-        run = Run(
-            run_id=secrets.token_hex(8),
+        run = self._new_run(secrets.token_hex(8), options, images)
+        if run.journal is not None:
+            run.journal.start_run(run.run_id, _plan_record(options, images, regions))
+        return await self._execute(run, regions)
+
+    async def resume(self, run_id: str | None = None) -> ImportReport:
+        """Continue a killed run (the latest by default) without redoing finished work."""
+        record = self.journal.run(run_id)
+        options, paths, regions = _from_plan_record(record.plan, self.journal.path)
+        images = await prepare_images(
+            [p for p, _ in paths], name=options.name, family=options.family
+        )
+        for image, (path, digest) in zip(images, paths, strict=True):
+            if image.sha256 != digest:
+                raise JournalError(
+                    f"{path}: the file changed since run {record.run_id} started "
+                    "(its SHA-256 differs); start a new run instead"
+                )
+        run = self._new_run(record.run_id, options, images)
+        run.resumed = self.journal.latest_steps(record.run_id)
+        self.journal.set_status(record.run_id, "running")
+        return await self._execute(run, regions)
+
+    def _new_run(self, run_id: str, options: ImportOptions, images: list[PreparedImage]) -> Run:
+        return Run(
+            run_id=run_id,
             options=options,
             images=images,
-            account_id=await cloud.account_id(),
+            account_id=self.cloud.account,
             on_event=self.on_event,
+            journal=self._journal,
         )
+
+    async def _execute(self, run: Run, regions: list[str]) -> ImportReport:
         report = ImportReport(run.run_id)
         results = {r: RegionResult(r) for r in regions}
         report.regions = list(results.values())
+        status = "interrupted"
         try:
+            todo = await self._take_finished(run, results)
             await self._remove_stale_buckets(run)
-            plans = await self._plan(run, regions, results)
+            plans = await self._plan(run, todo, results)
             async with anyio.create_task_group() as tg:
-                for region in regions:
-                    if region in plans:
-                        tg.start_soon(self._region, run, plans[region], results[region])
+                for region, plan in plans.items():
+                    tg.start_soon(self._region, run, plan, results[region], todo[region])
+            status = report.status
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_DEADLINE):
                 await self._cleanup(run)
+                if run.journal is not None:
+                    run.journal.set_status(run.run_id, status)
             report.elapsed = time.monotonic() - run.started
         return report
+
+    async def _take_finished(
+        self, run: Run, results: dict[str, RegionResult]
+    ) -> dict[str, list[PreparedImage]]:
+        """Images an earlier session finished are reported, not redone; they are sources."""
+        todo: dict[str, list[PreparedImage]] = {}
+        for region, result in results.items():
+            todo[region] = []
+            for image in run.images:
+                earlier = run.earlier(region, image.name, "result")
+                if earlier.get("state") == "done" and earlier.get("image_id"):
+                    result.strategy = earlier.get("strategy")
+                    result.images.append(
+                        ImageResult(
+                            image.name,
+                            image.family,
+                            image_id=earlier["image_id"],
+                            strategy=earlier.get("strategy"),
+                            status="success",
+                        )
+                    )
+                    await run.pool.add_source(image.name, region, earlier["image_id"])
+                    run.emit(region, "done", f"{earlier['image_id']} (earlier session)", image.name)
+                else:
+                    todo[region].append(image)
+        return todo
 
     async def _select_regions(self, wanted: tuple[str, ...] | None) -> list[str]:
         available = await self.cloud.ecs(None).describe_regions()
@@ -183,7 +201,7 @@ class Importer:
         return list(dict.fromkeys(wanted))
 
     async def _plan(
-        self, run: Run, regions: list[str], results: dict[str, RegionResult]
+        self, run: Run, todo: dict[str, list[PreparedImage]], results: dict[str, RegionResult]
     ) -> dict[str, RegionPlan]:
         """Detect every region's strategy at once; fail early if nothing can be uploaded."""
         plans: dict[str, RegionPlan] = {}
@@ -205,24 +223,29 @@ class Importer:
             plans[region] = plan
 
         async with anyio.create_task_group() as tg:
-            for region in regions:
-                tg.start_soon(one, region)
+            for region, images in todo.items():
+                if images:
+                    tg.start_soon(one, region)
         self.cloud.capabilities.save({r: p.strategy for r, p in plans.items()})
-        if not any(p.strategy == "direct" for p in plans.values()):
-            raise ConfigurationError(
-                "no usable uncensored region: every image must first be uploaded to a region "
-                "with public OSS access (outside mainland China); select at least one such "
-                "region with -r"
-            )
         # Copies and relays wait for sources; tell them how many regions may still supply one.
-        importers = sum(1 for p in plans.values() if p.strategy != "copy")
-        uploaders = sum(1 for p in plans.values() if p.strategy == "direct")
         for image in run.images:
+            needing = [p for r, p in plans.items() if image in todo[r]]
+            uploaders = sum(1 for p in needing if p.strategy == "direct")
+            if needing and not uploaders and not run.pool.sources(image.name):
+                raise ConfigurationError(
+                    "no usable uncensored region: every image must first be uploaded to a "
+                    "region with public OSS access (outside mainland China); select at least "
+                    "one such region with -r"
+                )
             run.uploads.expect(image.name, uploaders)
-            run.importers_left[image.name] = importers
+            run.importers_left[image.name] = sum(1 for p in needing if p.strategy != "copy")
+            if run.importers_left[image.name] == 0:
+                await run.pool.give_up(image.name)
         return plans
 
-    async def _region(self, run: Run, plan: RegionPlan, result: RegionResult) -> None:
+    async def _region(
+        self, run: Run, plan: RegionPlan, result: RegionResult, images: list[PreparedImage]
+    ) -> None:
         """One region's pipeline: each image it needs, concurrently."""
         run.emit(plan.region, "plan", f"strategy {plan.strategy}")
 
@@ -236,7 +259,7 @@ class Importer:
                 await self._settle(run, plan, image, image_result)
 
         async with anyio.create_task_group() as tg:
-            for image in run.images:
+            for image in images:
                 tg.start_soon(one, image)
 
     async def _settle(
@@ -244,6 +267,8 @@ class Importer:
     ) -> None:
         """Record a finished (region, image) so that waiters never wait for a lost cause."""
         with anyio.CancelScope(shield=True):
+            if plan.strategy == "direct":
+                await run.uploads.finished(image.name, plan.region, None)
             if result.ok and result.image_id:
                 await run.pool.add_source(image.name, plan.region, result.image_id)
             if plan.strategy != "copy":
@@ -254,8 +279,11 @@ class Importer:
     async def _remove_stale_buckets(self, run: Run) -> None:
         """Temporary buckets left by crashed runs are found by their prefix and removed."""
         stale = await self.cloud.oss.list_buckets(BUCKET_PREFIX)
+        own = f"{BUCKET_PREFIX}{run.short_id}-"  # a resumed run's imports may still read these
         async with anyio.create_task_group() as tg:
             for bucket, region in stale:
+                if bucket.startswith(own):
+                    continue
                 run.emit(region, "cleanup", f"removing stale bucket {bucket}")
                 tg.start_soon(self._delete_bucket, region, bucket)
 
@@ -302,3 +330,30 @@ async def import_images(
     """
     async with Importer(endpoints, on_event=on_event) as importer:
         return await importer.run(paths, options)
+
+
+def _plan_record(
+    options: ImportOptions, images: list[PreparedImage], regions: list[str]
+) -> dict[str, Any]:
+    """What a resumed run needs to redo the same plan (no secrets: paths, digests, options)."""
+    return {
+        "options": asdict(options),
+        "images": [{"path": str(i.path.resolve()), "sha256": i.sha256} for i in images],
+        "regions": regions,
+    }
+
+
+def _from_plan_record(
+    plan: dict[str, Any], source: Path
+) -> tuple[ImportOptions, list[tuple[str, str]], list[str]]:
+    try:
+        raw = dict(plan["options"])
+        for key in ("regions", "share_accounts"):
+            if raw.get(key) is not None:
+                raw[key] = tuple(raw[key])
+        options = ImportOptions(**raw)
+        images = [(str(i["path"]), str(i["sha256"])) for i in plan["images"]]
+        regions = [str(r) for r in plan["regions"]]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise JournalError(f"{source}: the run's plan is corrupt ({exc})") from exc
+    return options, images, regions

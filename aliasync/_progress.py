@@ -5,7 +5,10 @@ The library never prints; only the CLI owns this module.
 
 from __future__ import annotations
 
+import datetime
 import logging
+from collections.abc import Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import TextIO
 
@@ -13,6 +16,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from aliasync._journal import RunRecord
 from aliasync._report import Event, ImportReport
 
 log = logging.getLogger("aliasync")
@@ -90,4 +94,23 @@ def print_report(report: ImportReport, stream: TextIO) -> None:
             )
         if not region.images and region.error:
             table.add_row(region.region, "-", "-", "-", "-", "-", f"error: {region.error}")
+    console.print(table)
+
+
+def print_runs(runs: Sequence[RunRecord], stream: TextIO) -> None:
+    """The journal's runs, newest first."""
+    console = Console(file=stream, width=160 if not stream.isatty() else None)
+    table = Table(title="aliasync runs")
+    for column in ("run", "started (UTC)", "status", "regions", "images"):
+        table.add_column(column)
+    for run in runs:
+        started = datetime.datetime.fromtimestamp(run.created, datetime.UTC)
+        images = ", ".join(Path(i["path"]).name for i in run.plan.get("images", []))
+        table.add_row(
+            run.run_id,
+            started.strftime("%Y-%m-%d %H:%M:%S"),
+            run.status,
+            str(len(run.plan.get("regions", []))),
+            images,
+        )
     console.print(table)

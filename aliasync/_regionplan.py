@@ -18,7 +18,7 @@ from aliasync._report import Strategy
 
 if TYPE_CHECKING:
     from aliasync._cloud import Cloud
-    from aliasync._importer import Run
+    from aliasync._run import Run
 
 
 @dataclass

@@ -23,9 +23,9 @@ from aliasync._uploads import UploadedCopy
 
 if TYPE_CHECKING:
     from aliasync._cloud import Cloud
-    from aliasync._importer import Run
     from aliasync._prepare import PreparedImage
     from aliasync._regionplan import RegionPlan
+    from aliasync._run import Run
 
 IMPORT_ATTEMPTS = 3  # a failed import task is retried as a new import this many times
 IMPORT_TIMEOUT = 4 * 3600.0  # cloud seconds
@@ -62,6 +62,10 @@ async def publish_image(cloud: Cloud, job: ImageJob) -> None:
     started = time.monotonic()
     try:
         existing = job.plan.existing.get(image.name, [])
+        if _in_flight(run, region, image.name):
+            # An earlier session of this run sent ImportImage or CopyImage: the image of that
+            # name is (almost certainly) ours, and re-sending the same ClientToken finds it.
+            existing = []
         if existing and not run.options.overwrite:
             ids = ", ".join(i.image_id for i in existing)
             raise PermanentCloudError(
@@ -82,6 +86,8 @@ async def publish_image(cloud: Cloud, job: ImageJob) -> None:
             info = await _copy(cloud, job, existing)
         await _finish(cloud.ecs(region), job, info)
         result.image_id, result.status = info.image_id, "success"
+        run.note(region, image.name, "result", "done", image_id=info.image_id,
+                 strategy=result.strategy)  # fmt: skip
         run.emit(region, "done", f"{info.image_id} available", image.name)
     except (AliasyncError, NoSourceError) as exc:
         message = (
@@ -90,9 +96,15 @@ async def publish_image(cloud: Cloud, job: ImageJob) -> None:
             else str(exc)
         )
         result.status, result.error = "error", message
+        run.note(region, image.name, "result", "failed", error=message)
         run.emit(region, "failed", message, image.name)
     finally:
         result.elapsed = time.monotonic() - started
+
+
+def _in_flight(run: Run, region: str, image: str) -> bool:
+    return any(run.earlier(region, image, step).get("state") in ("started", "sent")
+               for step in ("import", "copy"))  # fmt: skip
 
 
 async def _direct(cloud: Cloud, job: ImageJob, existing: list[ImageInfo]) -> ImageInfo:
@@ -110,7 +122,7 @@ async def _direct(cloud: Cloud, job: ImageJob, existing: list[ImageInfo]) -> Ima
         uploaded = UploadedCopy(region, job.plan.bucket, key)
     finally:
         with anyio.CancelScope(shield=True):
-            await run.uploads.finished(image.name, uploaded)
+            await run.uploads.finished(image.name, region, uploaded)
     await _retire(cloud.ecs(region), job, existing)
     return await _import(cloud.ecs(region), job, job.plan.bucket, key)
 
@@ -184,7 +196,7 @@ async def _copy(cloud: Cloud, job: ImageJob, existing: list[ImageInfo]) -> Image
     run, region, image = job.run, job.region, job.image
     run.emit(region, "copy", "waiting for a source image", image.name)
     retired = False
-    for attempt in range(IMPORT_ATTEMPTS):
+    for attempt in range(run.first_attempt(region, image.name, "copy"), IMPORT_ATTEMPTS):
         async with run.pool.slot(image.name, exclude=region) as (source, source_id):
             if not retired:
                 await _retire(cloud.ecs(region), job, existing)
@@ -192,6 +204,13 @@ async def _copy(cloud: Cloud, job: ImageJob, existing: list[ImageInfo]) -> Image
             job.result.source_region = source
             run.emit(region, "copy", f"copying {source_id} from {source}", image.name)
             token = run.client_token("CopyImage", region, image, attempt)
+            earlier = run.earlier(region, image.name, "copy")
+            if earlier.get("attempt") == attempt and earlier.get("source"):
+                # Re-attach: the same token must go to the same source region.
+                source = earlier["source"]
+                source_id = earlier.get("source_id", source_id)
+            run.note(region, image.name, "copy", "started", attempt=attempt, token=token,
+                     source=source, source_id=source_id)  # fmt: skip
             new_id = await cloud.ecs(source).copy_image(
                 image_id=source_id,
                 destination_region=region,
@@ -199,11 +218,14 @@ async def _copy(cloud: Cloud, job: ImageJob, existing: list[ImageInfo]) -> Image
                 client_token=token,
                 description=f"{image.name} (aliasync run {run.run_id})",
             )
+            run.note(region, image.name, "copy", "sent", attempt=attempt, token=token,
+                     source=source, source_id=source_id, image_id=new_id)  # fmt: skip
             try:
                 return await cloud.ecs(region).wait_available(new_id, timeout=COPY_TIMEOUT)
             except ImageFailedError as exc:
                 run.emit(region, "copy", f"copy failed ({exc.message}); retrying", image.name)
                 await cloud.ecs(region).delete_image(new_id)
+                run.note(region, image.name, "copy", "failed", attempt=attempt + 1)
     raise PermanentCloudError(
         "CopyFailed", f"CopyImage failed {IMPORT_ATTEMPTS} times", region=region
     )
@@ -212,24 +234,29 @@ async def _copy(cloud: Cloud, job: ImageJob, existing: list[ImageInfo]) -> Image
 async def _import(ecs: EcsApi, job: ImageJob, bucket: str, key: str) -> ImageInfo:
     """ImportImage and wait; a failed import task is deleted and imported afresh."""
     run, region, image = job.run, job.region, job.image
-    for attempt in range(IMPORT_ATTEMPTS):
+    for attempt in range(run.first_attempt(region, image.name, "import"), IMPORT_ATTEMPTS):
         run.emit(region, "import", "importing", image.name)
-        image_id, _task = await ecs.import_image(
+        token = run.client_token("ImportImage", region, image, attempt)
+        run.note(region, image.name, "import", "started", attempt=attempt, token=token)
+        image_id, task_id = await ecs.import_image(
             name=image.name,
             bucket=bucket,
             key=key,
             disk_image_size_gib=image.disk.disk_image_size_gib,
             boot_mode=image.disk.boot_mode,
             architecture=image.disk.architecture,
-            client_token=run.client_token("ImportImage", region, image, attempt),
+            client_token=token,
             description=f"{image.name} (aliasync run {run.run_id})",
         )
+        run.note(region, image.name, "import", "sent", attempt=attempt, token=token,
+                 image_id=image_id, task_id=task_id)  # fmt: skip
         run.emit(region, "wait", f"{image_id} importing", image.name)
         try:
             return await ecs.wait_available(image_id, timeout=IMPORT_TIMEOUT)
         except ImageFailedError as exc:
             run.emit(region, "import", f"import failed ({exc.message}); retrying", image.name)
             await ecs.delete_image(image_id)
+            run.note(region, image.name, "import", "failed", attempt=attempt + 1)
     raise PermanentCloudError(
         "ImportFailed", f"ImportImage failed {IMPORT_ATTEMPTS} times", region=region
     )

@@ -74,11 +74,9 @@ _TRANSIENT_CODES = frozenset(
         "ServiceUnavailable",
         "ServiceBusy",
         "RequestTimeout",
-        "RequestTimeTooSkewed",
         "LastTokenProcessing",
         "OperationConflict",
         "ConcurrentUpdateError",
-        "UnknownError",
     }
 )
 # "*NotFound" codes that mean bad credentials or a bad region, not a missing resource: an

@@ -23,15 +23,19 @@ class UploadBoard:
     def __init__(self) -> None:
         self._copies: dict[str, list[UploadedCopy]] = defaultdict(list)
         self._pending: dict[str, int] = defaultdict(int)
+        self._done: set[tuple[str, str]] = set()
         self._changed = anyio.Condition()
 
     def expect(self, image: str, uploads: int) -> None:
         """``uploads`` regions will try to upload ``image``."""
         self._pending[image] = uploads
 
-    async def finished(self, image: str, copy: UploadedCopy | None) -> None:
-        """One upload of ``image`` ended: with a usable copy, or with nothing (it failed)."""
+    async def finished(self, image: str, region: str, copy: UploadedCopy | None) -> None:
+        """``region``'s upload of ``image`` ended, with a usable copy or not; once counts."""
         async with self._changed:
+            if (image, region) in self._done:
+                return
+            self._done.add((image, region))
             self._pending[image] -= 1
             if copy is not None:
                 self._copies[image].append(copy)

@@ -104,6 +104,8 @@ async def test_ctrl_c_removes_temporary_resources(tmp_path: Path) -> None:
         process = await anyio.open_process(
             [sys.executable, "-m", "aliasync", "import", "--endpoints", str(endpoints),
              "-n", "ipxe-int", str(BIOS), str(UEFI)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )  # fmt: skip
         async with process:
             # Wait until the run has created temporary resources, then interrupt it.

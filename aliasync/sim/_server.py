@@ -14,7 +14,6 @@ Compute, gets its connection dropped, as an unresolvable name would.
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import logging
 from collections import Counter
@@ -96,7 +95,7 @@ def _origin_region(raw: web.Request) -> str | None:
         return None
     try:
         user = base64.b64decode(token, validate=True).decode().partition(":")[0]
-    except (binascii.Error, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError):  # binascii.Error; ValueError: not ASCII
         return None
     return user[3:] if user.startswith("fc-") else None
 

@@ -111,8 +111,13 @@ def _unique_params(query_string: str) -> dict[str, str]:
     return params
 
 
+def _raw(text: str) -> bytes:
+    # aiohttp decodes header bytes that are not UTF-8 as surrogates: these are the bytes sent.
+    return text.encode("utf-8", "surrogateescape")
+
+
 def _same(expected: str, given: str) -> bool:
-    return hmac.compare_digest(expected.encode(), given.encode())
+    return hmac.compare_digest(_raw(expected), _raw(given))
 
 
 def _sha256_hex(data: bytes) -> str:
@@ -240,7 +245,7 @@ def verify_acs3(
     # tea-openapi strips each value and joins repeated headers sorted.
     lines = _canonical_headers(hdrs, names, lambda vs: ",".join(sorted(v.strip() for v in vs)))
     canonical = f"{method.upper()}\n{path or '/'}\n{query}\n{lines}\n{signed}\n{content_sha}"
-    string_to_sign = f"{_ACS3}\n{_sha256_hex(canonical.encode())}"
+    string_to_sign = f"{_ACS3}\n{_sha256_hex(_raw(canonical))}"
     expected = hmac.new(record.secret.encode(), string_to_sign.encode(), hashlib.sha256)
     if not _same(expected.hexdigest(), signature.lower()):
         raise SignatureMismatch("the ACS3-HMAC-SHA256 signature does not match")
@@ -344,7 +349,8 @@ def verify_sigv4(
         amz_date = params.get("X-Amz-Date")
         if not credential or not signed or not signature or not lifetime:
             raise MissingAuth("a presigned URL needs every X-Amz-* authentication parameter")
-        if not lifetime.isdigit() or not 1 <= int(lifetime) <= MAX_PRESIGN_EXPIRES:
+        digits = lifetime.isascii() and lifetime.isdigit() and len(lifetime) <= 9
+        if not digits or not 1 <= int(lifetime) <= MAX_PRESIGN_EXPIRES:
             raise MalformedAuth(f"X-Amz-Expires must be between 1 and {MAX_PRESIGN_EXPIRES}")
         expires, names = int(lifetime), _signed_names(signed)
         # botocore signs a presigned payload as UNSIGNED-PAYLOAD unless the header was present
@@ -375,15 +381,15 @@ def verify_sigv4(
     lines = _canonical_headers(hdrs, names, lambda vs: ",".join(" ".join(v.split()) for v in vs))
     key = f"AWS4{record.secret}".encode()
     for part in [*scope[1:4], "aws4_request"]:
-        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+        key = hmac.new(key, _raw(part), hashlib.sha256).digest()
     # S3 never normalises or double-encodes the path. botocore signs the key encoded once
     # (quote(key, safe='/~')), but clients such as aiohttp re-quote URLs on the way ('%2A'
     # arrives as '*'), so the path as sent and its decode-then-encode-once form are both
     # tried; they name the same object.
     for uri in dict.fromkeys([path or "/", quote(unquote(path or "/"), safe="/~")]):
         canonical = f"{method.upper()}\n{uri}\n{query}\n{lines}\n{signed}\n{payload}"
-        text = "\n".join([_SIGV4, amz_date, "/".join(scope[1:]), _sha256_hex(canonical.encode())])
-        if _same(hmac.new(key, text.encode(), hashlib.sha256).hexdigest(), signature.lower()):
+        text = "\n".join([_SIGV4, amz_date, "/".join(scope[1:]), _sha256_hex(_raw(canonical))])
+        if _same(hmac.new(key, _raw(text), hashlib.sha256).hexdigest(), signature.lower()):
             break
     else:
         raise SignatureMismatch("the AWS4-HMAC-SHA256 signature does not match")

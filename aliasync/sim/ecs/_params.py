@@ -92,7 +92,7 @@ class Params:
     def _numbered(self, prefix: str) -> dict[int, dict[str, str]]:
         """``prefix.N`` (field "") and ``prefix.N.Field`` values, by N."""
         out: dict[int, dict[str, str]] = {}
-        pattern = re.compile(rf"{re.escape(prefix)}\.(\d+)(?:\.(.+))?")
+        pattern = re.compile(rf"{re.escape(prefix)}\.([0-9]{{1,9}})(?:\.(.+))?")
         for key, value in self._values.items():
             match = pattern.fullmatch(key)
             if match:

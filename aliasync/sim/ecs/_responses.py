@@ -121,7 +121,8 @@ class EcsResponses:
             size_text = fields.get("DiskImageSize") or fields.get("DiskImSize")
             size = None
             if size_text:
-                if not size_text.isdigit() or not 1 <= int(size_text) <= 2048:
+                digits = size_text.isascii() and size_text.isdigit() and len(size_text) <= 9
+                if not digits or not 1 <= int(size_text) <= 2048:
                     raise SimError(
                         "InvalidImageSize",
                         f"The specified DiskDeviceMapping.{n}.DiskImageSize is not valid.",

@@ -28,7 +28,7 @@ MAX_ZIP_BYTES = 100 * 2**20  # decoded ZIP passed inline (documented limit for t
 MAX_UNZIPPED_BYTES = 500 * 2**20
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")
 _RUNTIME = re.compile(
-    r"python3(\.\d+)?|nodejs\d+|java\d+|php\d\.\d|go1|dotnetcore\d\.\d|custom(\.[a-z0-9]+)?"
+    r"python3(\.[0-9]{1,3})?|nodejs\d+|java\d+|php\d\.\d|go1|dotnetcore\d\.\d|custom(\.[a-z0-9]+)?"
 )
 _ROLE = re.compile(r"acs:ram::(\d+):role/([A-Za-z0-9.\-]{1,64})", re.IGNORECASE)
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

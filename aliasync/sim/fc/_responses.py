@@ -227,7 +227,8 @@ class FcService:
 
     def _list(self, request: SimRequest, region: str) -> web.Response:
         raw_limit = request.param("limit") or "20"
-        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 100:
+        digits = raw_limit.isascii() and raw_limit.isdigit() and len(raw_limit) <= 9
+        if not digits or not 1 <= int(raw_limit) <= 100:
             raise SimError("InvalidArgument", "limit must be an integer between 1 and 100", 400)
         page, token = self.model.list_functions(
             region, request.param("prefix") or "", int(raw_limit), request.param("nextToken") or ""

@@ -40,7 +40,19 @@ _RESPONSE_OVERRIDES = {
     "response-cache-control": "Cache-Control",
     "response-expires": "Expires",
 }
-_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+_RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)")
+
+
+def ascii_int(text: str, limit: int = 2**63) -> int | None:
+    """A non-negative ASCII decimal number (saturated at ``limit``); None if ``text`` is not one.
+
+    ``str.isdigit`` alone is not enough: it accepts "\u00b2", which ``int`` refuses, and ``int``
+    refuses more than 4300 digits.
+    """
+    if not (text.isascii() and text.isdigit()):
+        return None
+    digits = text.lstrip("0") or "0"
+    return min(int(digits), limit) if len(digits) <= 19 else limit
 
 
 def base_headers(request: SimRequest) -> dict[str, str]:
@@ -129,12 +141,12 @@ def parse_range(value: str | None, size: int) -> tuple[int, int] | None:
     if match is None or match[1] == match[2] == "":
         return None
     if match[1] == "":
-        suffix = int(match[2])
+        suffix = ascii_int(match[2]) or 0
         if suffix == 0 or size == 0:
             raise _invalid_range(size, value or "")
         return max(0, size - suffix), size - 1
-    start = int(match[1])
-    end = int(match[2]) if match[2] else size - 1
+    start = ascii_int(match[1]) or 0
+    end = (ascii_int(match[2]) or 0) if match[2] else size - 1
     if match[2] and end < start:
         return None
     if start >= size:

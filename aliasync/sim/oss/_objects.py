@@ -13,6 +13,7 @@ from aliasync.sim._errors import DropConnection, SimError
 from aliasync.sim._service import Route, SimRequest
 from aliasync.sim.oss import _xml as x
 from aliasync.sim.oss._http import (
+    ascii_int,
     content_length,
     empty_response,
     object_headers,
@@ -39,11 +40,12 @@ def max_param(request: SimRequest, name: str, default: int = 1000) -> int:
     value = request.param(name)
     if value is None or value == "":
         return default
-    if not value.isdigit():
+    number = ascii_int(value)
+    if number is None:
         raise SimError(
             "InvalidArgument", f"Provided {name} not an integer or within integer range.", 400
         )
-    return min(int(value), default)
+    return min(number, default)
 
 
 def encode_flag(request: SimRequest) -> bool:
@@ -223,7 +225,8 @@ class ObjectOps:
     async def upload_part(self, request: SimRequest, route: Route, t: Target) -> web.StreamResponse:
         assert t.bucket is not None
         raw_number = request.param("partNumber") or ""
-        if not raw_number.isdigit() or not 1 <= int(raw_number) <= MAX_PART_NUMBER:
+        number = ascii_int(raw_number)
+        if number is None or not 1 <= number <= MAX_PART_NUMBER:
             raise OssError(
                 "InvalidArgument",
                 "Part number must be an integer between 1 and 10000, inclusive",
@@ -233,7 +236,7 @@ class ObjectOps:
         upload_id = self._upload_id(request)
         self.model.upload(t.region, t.bucket, t.key, upload_id)  # fail before the body
         staged = await self._receive(request)
-        part = self.model.put_part(t.region, t.bucket, t.key, upload_id, int(raw_number), staged)
+        part = self.model.put_part(t.region, t.bucket, t.key, upload_id, number, staged)
         return empty_response(request, headers={"ETag": f'"{part.etag}"'})
 
     async def complete_multipart_upload(
@@ -273,12 +276,12 @@ class ObjectOps:
 
     async def list_parts(self, request: SimRequest, route: Route, t: Target) -> web.StreamResponse:
         assert t.bucket is not None
-        marker_text = request.param("part-number-marker") or "0"
-        if not marker_text.isdigit():
+        marker = ascii_int(request.param("part-number-marker") or "0")
+        if marker is None:
             raise SimError("InvalidArgument", "Invalid part-number-marker.", 400)
         max_parts = max_param(request, "max-parts")
         upload, parts, truncated = self.model.list_parts(
-            t.region, t.bucket, t.key, self._upload_id(request), int(marker_text), max_parts
+            t.region, t.bucket, t.key, self._upload_id(request), marker, max_parts
         )
         owner = x.owner_fields(self.ctx.account_id)
         return xml_response(
@@ -288,7 +291,7 @@ class ObjectOps:
                 x.el("Bucket", t.bucket),
                 x.el("Key", t.key),
                 x.el("UploadId", upload.upload_id),
-                x.el("PartNumberMarker", int(marker_text)),
+                x.el("PartNumberMarker", marker),
                 x.el("NextPartNumberMarker", parts[-1].number if parts else 0),
                 x.el("MaxParts", max_parts),
                 x.el("IsTruncated", truncated),

@@ -128,9 +128,11 @@ def completed_parts(body: bytes) -> list[tuple[int, str]]:
     parts: list[tuple[int, str]] = []
     for part in root.findall("Part"):
         number, etag = part.find("PartNumber"), part.find("ETag")
-        if number is None or etag is None or not (number.text or "").strip().isdigit():
+        text = (number.text or "").strip() if number is not None else ""
+        # ASCII digits only ("\u00b2" passes isdigit, not int) and few enough for int().
+        if etag is None or not (text.isascii() and text.isdigit()) or len(text) > 9:
             raise _malformed()
-        parts.append((int((number.text or "").strip()), (etag.text or "").strip()))
+        parts.append((int(text), (etag.text or "").strip()))
     if not parts:
         raise _malformed()
     return parts

@@ -91,7 +91,9 @@ class RoleRecord:
                 continue
             principal = statement.get("Principal")
             value = principal.get("Service", []) if isinstance(principal, dict) else []
-            services.update([value] if isinstance(value, str) else value)
+            values = [value] if isinstance(value, str) else value
+            if isinstance(values, list):  # anything else is not a service list: trusts none
+                services.update(v for v in values if isinstance(v, str))
         return services
 
 

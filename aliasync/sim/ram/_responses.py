@@ -212,7 +212,7 @@ class RamService(_RpcService):
         name = _required(params, "RoleName")
         document = _required(params, "AssumeRolePolicyDocument")
         duration = params.get("MaxSessionDuration") or "3600"
-        if not duration.isdigit():
+        if not (duration.isascii() and duration.isdigit() and len(duration) <= 9):
             raise SimError(
                 "InvalidParameter.MaxSessionDuration", "MaxSessionDuration must be a number.", 400
             )

@@ -1,0 +1,453 @@
+"""Benchmarks 1 and 2: makespan against the model's lower bound, and API calls per image.
+
+Four images into the emulator's default region map, without faults and with the default fault
+profile, the importer (``import_images``) in its own process. Upload and relay durations are not
+in the model (they run at loopback speed), so they are measured first, each alone in an idle
+emulator at the same time scale, and the bounds use those (see aliasync/sim/_bounds.py).
+
+Real time spent computing is multiplied by the time scale in virtual time, so each profile runs
+at two time scales; a straight line through the two makespans, evaluated at time scale 1,
+estimates what the same run would take against the real cloud (where CPU time is not amplified).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter, defaultdict
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+from aliasync import inspect_image
+from aliasync.sim import RegionMap, profile
+from aliasync.sim._bounds import ImageCost, copy_queue_bound, lower_bound, phase_barrier
+from aliasync.sim.ecs._state import parse_iso
+from benchmarks._harness import Hosted, child, four_images, hosted
+
+PROFILES = ("none", "default")
+SCALES = (50.0, 100.0)  # the first is the headline
+TARGETS = {"none": 1.03, "default": 1.10}
+POLLS_PER_WAIT = 10  # "adapts": at most this many polls per wait, however long the wait
+KINDS = ("direct", "relay", "copy")
+Event = tuple[float, str, str, str | None, str]  # virtual s, region, stage, image, message
+Copy = tuple[str, float, float, float, str, str]  # source, CopyImage at, start, end, region, image
+
+
+async def calibrate(workdir: Path, paths: list[Path], time_scale: float) -> dict[str, Any]:
+    """Upload and relay each image alone (real seconds, in an idle emulator)."""
+    async with hosted(workdir, profile="none", time_scale=time_scale) as host:
+        got = await child(
+            workdir, "calibrate", host.endpoints_file, "ap-southeast-1", "cn-beijing", *paths
+        )
+    return {"upload": got["upload"], "relay": got["relay"]}
+
+
+def costs(paths: list[Path], measured: dict[str, Any], time_scale: float) -> list[ImageCost]:
+    """The calibration as the bounds need it: virtual seconds at ``time_scale``."""
+    return [
+        ImageCost(
+            name="bench" + inspect_image(p).suffix,
+            size=p.stat().st_size,
+            upload=measured["upload"][str(p)] * time_scale,
+            relay=measured["relay"][str(p)] * time_scale,
+        )
+        for p in paths
+    ]
+
+
+def bounds(images: list[ImageCost], name: str) -> dict[str, Any]:
+    regions, model = RegionMap.load(), profile(name)
+    alone = lower_bound(regions, model, images)
+    phased = phase_barrier(regions, model, images)
+    return {
+        "makespan": alone.makespan,
+        "copy_queue": copy_queue_bound(regions, model, images),
+        "phase_barrier": phased.makespan,
+        "latest": {k: alone.latest(k) for k in KINDS},
+    }
+
+
+async def measure(
+    workdir: Path, paths: list[Path], name: str, time_scale: float, seed: int
+) -> dict[str, Any]:
+    """One run; everything in virtual seconds from the moment import_images was called."""
+    async with hosted(workdir, profile=name, time_scale=time_scale, seed=seed) as host:
+        got = await child(workdir, "lib", host.endpoints_file, *paths)
+        return _analyse(host, got)
+
+
+def _analyse(host: Hosted, got: dict[str, Any]) -> dict[str, Any]:
+    sim = host.sim
+    start = host.virtual(got["ready"])
+    report = got["report"]
+    strategies = {r["region"]: r["strategy"] for r in report["regions"]}
+    events: list[Event] = [
+        (host.virtual(t) - start, region, stage, image, message)
+        for t, region, stage, image, message in got["events"]
+    ]
+    done = {(r, i): t for t, r, s, i, _ in events if s == "done" and i is not None}
+    ready: dict[tuple[str, str], float] = {}
+    copies: list[Copy] = []
+    for region, state in sim.ctx.models["ecs"].snapshot()["regions"].items():
+        for image in state["images"]:
+            if image["status"] != "Available":
+                continue
+            end = (parse_iso(image["ready_time"]) or 0.0) - start
+            ready[(region, image["name"])] = end
+            if image["copy_of"]:
+                created = (parse_iso(image["creation_time"]) or 0.0) - start
+                took = sim.ctx.faults.copy_seconds(image["content_bytes"])
+                copies.append(
+                    (image["copy_of"][0], created, end - took, end, region, image["name"])
+                )
+    images = len({i["name"] for r in report["regions"] for i in r["images"]})
+    results = [i for r in report["regions"] for i in r["images"]]
+
+    def first(stage: str, prefix: str = "") -> list[float]:
+        return [t for t, _, s, _, m in events if s == stage and m.startswith(prefix)]
+
+    return {
+        "status": report["status"],
+        "pairs": len(results),
+        "succeeded": sum(1 for i in results if i["status"] == "success"),
+        "makespan": max(done.values()),  # the importer knows every image is done
+        "cloud_makespan": max(ready.values()),  # the last image became Available
+        "run_end": host.virtual(got["end"]) - start,  # including cleanup
+        "startup_real": got["ready"] - got["spawned"],
+        "cpu_seconds": got["cpu_user"] + got["cpu_system"],
+        "peak_rss_mb": got["peak_rss_mb"],
+        "latest": {
+            kind: max((t for (r, _), t in done.items() if strategies[r] == kind), default=0.0)
+            for kind in KINDS
+        },
+        "milestones": {
+            "every region planned": max(first("plan", "strategy")),
+            "first image done": min(done.values()),
+            "first copy started": min(first("copy", "copying"), default=0.0),
+        },
+        "strategies": dict(Counter(strategies.values())),
+        "calls": _calls(sim, strategies, images),
+        "waits": _waits(events),
+        "copy_slots": _copy_slots(copies, done),
+        "last": _last(events, done, copies),
+        "faults": dict(sim.faults_injected()["counts"]),
+        "leaks": {k: len(v) for k, v in sim.leaks().items() if v},
+        "failed_events": [f"{r}: {m}" for _, r, s, _, m in events if s == "failed"][:5],
+    }
+
+
+def _waits(events: list[Event]) -> dict[str, float]:
+    """Time spent waiting for imports and for copies (virtual s), and how many waits."""
+    began: dict[tuple[str, str | None], tuple[str, float]] = {}
+    spent: dict[str, float] = defaultdict(float)
+    count: Counter[str] = Counter()
+    for t, region, stage, image, message in events:
+        key = (region, image)
+        if stage == "wait":
+            began[key] = ("import", t)
+        elif stage == "copy" and message.startswith("copying"):
+            began[key] = ("copy", t)
+        elif stage in ("done", "import", "copy") and key in began:
+            kind, since = began.pop(key)
+            spent[kind] += t - since
+            count[kind] += 1
+    return {f"{k}_seconds": v for k, v in spent.items()} | {
+        f"{k}_waits": n for k, n in count.items()
+    }
+
+
+def _copy_slots(copies: list[Copy], done: dict[tuple[str, str], float]) -> dict[str, float]:
+    """How the copy slots of source regions were used.
+
+    ``queued``: copies whose CopyImage came while the source's slot was busy (a poor pick).
+    ``idle``: after a copy ended, how long its source's slot stayed free before the next copy
+    from it began — the importer frees a slot only once its poll sees the copy Available.
+    """
+    queued = [start - created for _, created, start, _, _, _ in copies]
+    by_source: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for source, created, _, end, _, _ in copies:
+        by_source[source].append((created, end))
+    idle = []
+    for jobs in by_source.values():
+        jobs.sort()
+        idle += [nxt[0] - prev[1] for prev, nxt in pairwise(jobs)]
+    noticed = [done[(r, i)] - end for _, _, _, end, r, i in copies if (r, i) in done]
+    return {
+        "copies": len(copies),
+        "queued": sum(1 for q in queued if q > 1),
+        "follow_ups": len(idle),
+        "idle_mean": statistics.mean(idle) if idle else 0.0,
+        "notice_mean": statistics.mean(noticed) if noticed else 0.0,
+    }
+
+
+def _last(events: list[Event], done: dict[tuple[str, str], float], copies: list[Copy]) -> str:
+    """The last (region, image) done, and how it got there."""
+    region, image = max(done, key=lambda pair: done[pair])
+    steps = [f"{t:.0f} {s}: {m}" for t, r, s, i, m in events if (r, i) == (region, image)]
+    for source, created, start, end, r, name in copies:
+        if (r, name) == (region, image):
+            steps.append(f"(CopyImage from {source} at {created:.0f}, ran {start:.0f}-{end:.0f})")
+    return f"{region}/{image}: " + "; ".join(steps)
+
+
+def _calls(sim: Any, strategies: dict[str, str], images: int) -> dict[str, Any]:
+    records = sim.calls.records
+    by_kind: dict[str, Counter[str]] = defaultdict(Counter)
+    for r in records:
+        by_kind[strategies.get(r.region or "", "global")][f"{r.service}:{r.action}"] += 1
+    regions = Counter(strategies.values())
+    throttled = [r for r in records if r.error == "Throttling"]
+    gaps = []
+    for t in throttled:
+        same = (t.service, t.action, t.region)
+        later = [r.at for r in records if (r.service, r.action, r.region) == same and r.at > t.at]
+        if later:
+            gaps.append(min(later) - t.at)
+    return {
+        "total": len(records),
+        "per_pair": len(records) / (len(strategies) * images),
+        "by_action": dict(Counter(f"{r.service}:{r.action}" for r in records).most_common()),
+        "per_pair_by_kind": {
+            kind: {a: n / (regions[kind] * images) for a, n in counts.most_common()}
+            for kind, counts in by_kind.items()
+            if kind in regions
+        },
+        "faulted": sum(1 for r in records if r.fault),
+        "throttled": len(throttled),
+        "throttle_gap_median": statistics.median(gaps) if gaps else None,
+    }
+
+
+async def run(workdir: Path, *, seed: int = 1) -> dict[str, Any]:
+    paths = four_images(workdir)
+    keys = [f"{scale:g}" for scale in SCALES]  # JSON-safe keys
+    results: dict[str, Any] = {"seed": seed, "scales": keys, "runs": {}, "images": {}}
+    for key, scale in zip(keys, SCALES, strict=True):
+        measured = await calibrate(workdir, paths, scale)
+        images = costs(paths, measured, scale)
+        results["images"][key] = [vars(i) for i in images]
+        for name in PROFILES:
+            one = await measure(workdir, paths, name, scale, seed)
+            one["bound"] = bounds(images, name)
+            results["runs"].setdefault(name, {})[key] = one
+        if scale == SCALES[0]:  # the bound against the real cloud: no amplification at all
+            real = costs(paths, measured, 1.0)
+            results["real_cloud_bound"] = {name: bounds(real, name) for name in PROFILES}
+    for name in PROFILES:
+        (s1, r1), (s2, r2) = sorted((float(k), r) for k, r in results["runs"][name].items())
+        slope = (r2["makespan"] - r1["makespan"]) / (s2 - s1)
+        results.setdefault("extrapolated", {})[name] = {
+            "makespan": r1["makespan"] + slope * (1 - s1),
+            "real_seconds_amplified": slope,
+        }
+    return results
+
+
+def _table(header: list[str], rows: list[tuple[str, list[str]]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    return lines + [f"| {label} | " + " | ".join(values) + " |" for label, values in rows]
+
+
+def markdown(results: dict[str, Any]) -> str:
+    head = results["scales"][0]
+    runs = [results["runs"][n][head] for n in PROFILES]
+
+    def each(fmt: Any) -> list[str]:
+        return [fmt(r) for r in runs]
+
+    rows = [
+        (
+            "lower bound, no contention (the issue's bound)",
+            each(lambda r: f"{r['bound']['makespan']:.0f}"),
+        ),
+        (
+            "lower bound respecting copy queues (valid, tighter)",
+            each(lambda r: f"{r['bound']['copy_queue']:.0f}"),
+        ),
+        (
+            "phase-barrier schedule (model, no overheads)",
+            each(lambda r: f"{r['bound']['phase_barrier']:.0f}"),
+        ),
+        ("**measured makespan** (last image done)", each(lambda r: f"**{r['makespan']:.0f}**")),
+        (
+            "measured, cloud side (last image Available)",
+            each(lambda r: f"{r['cloud_makespan']:.0f}"),
+        ),
+        ("measured, run end (after cleanup)", each(lambda r: f"{r['run_end']:.0f}")),
+        (
+            "**makespan / bound** (target)",
+            [
+                f"**{r['makespan'] / r['bound']['makespan']:.2f}** (≤ {TARGETS[n]:.2f})"
+                for n, r in zip(PROFILES, runs, strict=True)
+            ],
+        ),
+        (
+            "makespan / copy-queue bound",
+            each(lambda r: f"{r['makespan'] / r['bound']['copy_queue']:.2f}"),
+        ),
+        (
+            "makespan / phase-barrier",
+            each(lambda r: f"{r['makespan'] / r['bound']['phase_barrier']:.2f}"),
+        ),
+    ]
+    for kind in KINDS:
+        rows.append(
+            (
+                f"latest {kind} image: measured / bound",
+                each(lambda r, k=kind: f"{r['latest'][k]:.0f} / {r['bound']['latest'][k]:.0f}"),
+            )
+        )
+    for label in runs[0]["milestones"]:
+        rows.append((f"when: {label}", each(lambda r, m=label: f"{r['milestones'][m]:.0f}")))
+    rows += [
+        (
+            "copy slots: mean idle s between copies (count)",
+            each(lambda r: f"{r['copy_slots']['idle_mean']:.0f} ({r['copy_slots']['follow_ups']})"),
+        ),
+        (
+            "copies noticed after they ended (mean s)",
+            each(lambda r: f"{r['copy_slots']['notice_mean']:.0f}"),
+        ),
+        ("images published", each(lambda r: f"{r['succeeded']}/{r['pairs']}")),
+        (
+            "faults injected",
+            each(lambda r: ", ".join(f"{k} {v}" for k, v in sorted(r["faults"].items())) or "-"),
+        ),
+        (
+            "leaks after the run",
+            each(lambda r: ", ".join(f"{k} {v}" for k, v in r["leaks"].items()) or "none"),
+        ),
+        (
+            "importer CPU s / peak RSS MB",
+            each(lambda r: f"{r['cpu_seconds']:.1f} / {r['peak_rss_mb']:.0f}"),
+        ),
+    ]
+    lines = [
+        f"Default region map (30 regions: {_mix(runs[0])}), 4 images, seed {results['seed']}, "
+        f"time scale {head}. Virtual seconds from the call of `import_images`.",
+        "",
+        *_table(["", "no faults", "default faults"], rows),
+        "",
+        "Last image done, and its path: ",
+        "",
+        *[f"* {n}: {r['last']}" for n, r in zip(PROFILES, runs, strict=True)],
+        "",
+        "Time-scale dependence (CPU time on the critical path is amplified by the scale):",
+        "",
+    ]
+    scale_rows = []
+    for name in PROFILES:
+        for scale, r in sorted(results["runs"][name].items(), key=lambda kv: float(kv[0])):
+            bound = r["bound"]
+            scale_rows.append(
+                (
+                    f"{name}, scale {scale}",
+                    [
+                        f"{r['makespan']:.0f}",
+                        f"{bound['makespan']:.0f}",
+                        f"{bound['copy_queue']:.0f}",
+                        f"{r['makespan'] / bound['makespan']:.2f}",
+                        f"{r['makespan'] / bound['copy_queue']:.2f}",
+                    ],
+                )
+            )
+        est, bound = results["extrapolated"][name], results["real_cloud_bound"][name]
+        scale_rows.append(
+            (
+                f"{name}, **scale 1 (extrapolated)**",
+                [
+                    f"{est['makespan']:.0f}",
+                    f"{bound['makespan']:.0f}",
+                    f"{bound['copy_queue']:.0f}",
+                    f"**{est['makespan'] / bound['makespan']:.2f}**",
+                    f"**{est['makespan'] / bound['copy_queue']:.2f}**",
+                ],
+            )
+        )
+    lines += _table(
+        ["run", "makespan", "bound", "copy-queue bound", "÷ bound", "÷ copy-queue bound"],
+        scale_rows,
+    )
+    slopes = ", ".join(
+        f"{n} {results['extrapolated'][n]['real_seconds_amplified']:.1f} s" for n in PROFILES
+    )
+    lines += ["", f"Real seconds on the critical path (the fitted slope): {slopes}."]
+    lines += ["", "Each image's upload and relay alone (virtual s at the headline scale):", ""]
+    lines += _table(
+        ["image", "bytes", "upload", "relay"],
+        [
+            (i["name"], [str(i["size"]), f"{i['upload']:.1f}", f"{i['relay']:.1f}"])
+            for i in results["images"][head]
+        ],
+    )
+    lines += ["", "**API economy** (calls per (region, image), at the headline scale):", ""]
+    lines += api_markdown(runs)
+    return "\n".join(lines)
+
+
+def _mix(run: dict[str, Any]) -> str:
+    return ", ".join(f"{run['strategies'].get(k, 0)} {k}" for k in KINDS)
+
+
+def api_markdown(runs: list[dict[str, Any]]) -> list[str]:
+    def each(fmt: Any) -> list[str]:
+        return [fmt(r) for r in runs]
+
+    def kind(r: dict[str, Any], k: str) -> dict[str, float]:
+        return dict(r["calls"]["per_pair_by_kind"].get(k, {}))
+
+    rows = [
+        (
+            "all calls / per (region, image)",
+            each(lambda r: f"{r['calls']['total']} / {r['calls']['per_pair']:.1f}"),
+        )
+    ]
+    actions = list(runs[0]["calls"]["by_action"])
+    actions += [a for r in runs[1:] for a in r["calls"]["by_action"] if a not in actions]
+    rows += [
+        (f"`{a}`", each(lambda r, a=a: str(r["calls"]["by_action"].get(a, 0)))) for a in actions
+    ]
+    for k in KINDS:
+        rows.append(
+            (
+                f"{k} regions: calls per image",
+                each(lambda r, k=k: f"{sum(kind(r, k).values()):.1f}"),
+            )
+        )
+        rows.append(
+            (
+                f"{k} regions: `DescribeImages` per image",
+                each(lambda r, k=k: f"{kind(r, k).get('ecs:DescribeImages', 0):.1f}"),
+            )
+        )
+    rows += [
+        ("import waits: polls per wait, mean wait s", each(lambda r: _per_wait(r, "import"))),
+        ("copy waits: polls per wait, mean wait s", each(lambda r: _per_wait(r, "copy"))),
+        ("answers carrying an injected fault", each(lambda r: str(r["calls"]["faulted"]))),
+        ("`Throttling` answers; median s to the next same call", each(_throttle)),
+    ]
+    return _table(["", "no faults", "default faults"], rows)
+
+
+def polls_per_wait(run: dict[str, Any], kind: str) -> tuple[float, float]:
+    """DescribeImages polls per wait (lookups while planning excluded), and the mean wait (s)."""
+    waits = run["waits"]
+    seconds, count = waits.get(f"{kind}_seconds", 0.0), waits.get(f"{kind}_waits", 0)
+    strategies = ("direct", "relay") if kind == "import" else ("copy",)
+    per = run["calls"]["per_pair_by_kind"]
+    pairs = {s: run["strategies"].get(s, 0) for s in strategies}
+    images = run["pairs"] / max(1, sum(run["strategies"].values()))
+    calls = sum(per.get(s, {}).get("ecs:DescribeImages", 0.0) * n for s, n in pairs.items())
+    polls = (calls - sum(pairs.values())) * images  # less one lookup per pair while planning
+    return (polls / count, seconds / count) if count else (0.0, 0.0)
+
+
+def _per_wait(run: dict[str, Any], kind: str) -> str:
+    polls, wait = polls_per_wait(run, kind)
+    return f"{polls:.1f} per {wait:.0f} s" if wait else "-"
+
+
+def _throttle(run: dict[str, Any]) -> str:
+    gap = run["calls"]["throttle_gap_median"]
+    return f"{run['calls']['throttled']}; " + ("-" if gap is None else f"{gap:.1f}")

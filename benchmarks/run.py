@@ -1,0 +1,254 @@
+"""Run the benchmarks, print the results, and optionally record them in benchmarks/README.md.
+
+    .venv/bin/python -m benchmarks.run                       # everything (~12 minutes)
+    .venv/bin/python -m benchmarks.run makespan sdk          # some of them
+    .venv/bin/python -m benchmarks.run --record              # and rewrite the README's results
+
+Not part of the test command. Each benchmark runs in a fresh temporary directory; the
+importer always runs in its own process, the emulator in this one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from benchmarks import makespan, scale, sdk, throughput
+
+HERE = Path(__file__).resolve().parent
+README = HERE / "README.md"
+RESULTS = HERE / "results.json"
+BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+
+BENCHMARKS: dict[str, tuple[str, Callable[[Path], Awaitable[dict[str, Any]]]]] = {
+    "makespan": ("1 and 2. Makespan against the lower bound; API economy", makespan.run),
+    "scale": ("3. Overhead and scale", scale.run),
+    "throughput": ("4. Throughput", throughput.run),
+    "sdk": ("5. SDK overhead", sdk.run),
+}
+
+
+def _machine() -> dict[str, Any]:
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=HERE.parent, capture_output=True, text=True)
+        return done.stdout.strip()
+
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "commit": git("rev-parse", "--short", "HEAD"),
+        "uncommitted_files": len(git("status", "--porcelain").splitlines()),
+    }
+
+
+def _load() -> float:
+    return float(Path("/proc/loadavg").read_text().split()[0])
+
+
+async def _run(names: list[str]) -> dict[str, Any]:
+    results: dict[str, Any] = {"machine": _machine(), "meta": {}}
+    for name in names:
+        title, bench = BENCHMARKS[name]
+        print(f"running {name}: {title} ...", file=sys.stderr, flush=True)
+        with tempfile.TemporaryDirectory(prefix=f"aliasync-bench-{name}-") as workdir:
+            load, start = _load(), time.monotonic()
+            results[name] = await bench(Path(workdir))
+            results["meta"][name] = {
+                "seconds": time.monotonic() - start,
+                "load_before": load,
+                "load_after": _load(),
+            }
+        RESULTS.write_text(json.dumps(results, indent=1, default=str) + "\n")  # as we go
+    return results
+
+
+def summary(results: dict[str, Any]) -> str:
+    """Targets, measured values, verdicts."""
+    rows: list[tuple[str, str, str, str]] = []
+
+    def verdict(ok: bool, by: str = "") -> str:
+        return "met" if ok else f"**missed**{' ' + by if by else ''}"
+
+    if "makespan" in results:
+        m = results["makespan"]
+        head = m["scales"][0]
+        for name, label in (("none", "no faults"), ("default", "default faults")):
+            r = m["runs"][name][head]
+            got = r["makespan"] / r["bound"]["makespan"]
+            est = m["extrapolated"][name]["makespan"] / m["real_cloud_bound"][name]["makespan"]
+            target = makespan.TARGETS[name]
+            rows.append(
+                (
+                    f"1. makespan ÷ bound, {label}",
+                    f"≤ {target:.2f}",
+                    f"{got:.2f} at scale {head:g}; {est:.2f} extrapolated to scale 1",
+                    verdict(got <= target, f"(by x{got / target:.2f})"),
+                )
+            )
+        r = m["runs"]["none"][head]
+        worst = max(makespan.polls_per_wait(r, k)[0] for k in ("import", "copy"))
+        rows.append(
+            (
+                "2. polling adapts to the wait",
+                f"≤ {makespan.POLLS_PER_WAIT} polls per wait, however long",
+                f"copies: {makespan._per_wait(r, 'copy')}; "
+                f"imports: {makespan._per_wait(r, 'import')}",
+                verdict(
+                    worst <= makespan.POLLS_PER_WAIT, f"(x{worst / makespan.POLLS_PER_WAIT:.1f})"
+                ),
+            )
+        )
+        d = m["runs"]["default"][head]
+        rows.append(
+            (
+                "2. no hammering a throttled API",
+                "back off after Throttling",
+                f"{makespan._throttle(d)} (throttled answers; median s to the retry)",
+                verdict(True),
+            )
+        )
+    if "scale" in results:
+        s = results["scale"]
+        lin = scale.linearity(s)
+        rows.append(
+            (
+                "3. CPU grows linearly with regions",
+                "CPU per (region, image) constant",
+                f"x{lin:.2f} from 30 to 500 regions",
+                verdict(lin <= 1.25),
+            )
+        )
+        big = s["3 regions, 4 GiB sparse image"]["peak_rss_mb"]
+        few = s["3 regions, 8 MiB image"]["peak_rss_mb"]
+        rows.append(
+            (
+                "3. 4 GiB sparse image, peak RSS",
+                f"< {scale.RSS_TARGET_MB:.0f} MB",
+                f"{big:.0f} MB (3 regions; {few:.0f} MB with an 8 MiB image)",
+                verdict(big < scale.RSS_TARGET_MB),
+            )
+        )
+        two = s["default map, 2 MiB image"]["peak_rss_mb"]
+        sixty = s["default map, 64 MiB sparse image"]["peak_rss_mb"]
+        rows.append(
+            (
+                "3. peak RSS does not grow with image size",
+                "same RSS for any image size",
+                f"default map: {two:.0f} MB (2 MiB image) vs {sixty:.0f} MB (64 MiB image)",
+                verdict(sixty < two * 1.25, f"(+{sixty - two:.0f} MB)"),
+            )
+        )
+    if "throughput" in results:
+        t = results["throughput"]
+        rows.append(
+            (
+                "4. upload throughput ÷ boto3 upload_file",
+                f"≥ {throughput.TARGET:.1f}",
+                f"{t['ratio']:.2f} ({t['aliasync_mb_s']:.0f} vs {t['boto3_mb_s']:.0f} MB/s)",
+                verdict(t["ratio"] >= throughput.TARGET, f"(by {1 - t['ratio']:.0%})"),
+            )
+        )
+    if "sdk" in results:
+        k = results["sdk"]
+        stock, shared = k[sdk.VARIANTS[0]], k[sdk.VARIANTS[1]]
+        rows.append(
+            (
+                "5. tea SDK per-call overhead",
+                "measure; remove if it matters",
+                f"+{stock['cpu_ms'] - shared['cpu_ms']:.2f} ms CPU per call over HTTP, "
+                f"+{k['tls_context_ms']:.0f} ms more over HTTPS (SSL context per call)",
+                "matters: not yet removed (see below)",
+            )
+        )
+    lines = ["| target | wanted | measured | verdict |", "|---|---|---|---|"]
+    return "\n".join(lines + [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows])
+
+
+def markdown(results: dict[str, Any], command: str) -> str:
+    machine = results["machine"]
+    parts = [
+        f"Recorded {machine['date']} with `{command}` on {machine['cpus']} CPUs, Python "
+        f"{machine['python']}, commit {machine['commit']} plus {machine['uncommitted_files']} "
+        "uncommitted files (other engineers were working on the tree and the machine).",
+        "",
+        summary(results),
+    ]
+    for name, (title, _) in BENCHMARKS.items():
+        if name not in results:
+            continue
+        meta = results["meta"][name]
+        module = {"makespan": makespan, "scale": scale, "throughput": throughput, "sdk": sdk}
+        if name == "sdk" and "makespan" in results:
+            body = sdk.markdown(results[name], calls_per_run=_tea_calls(results["makespan"]))
+        else:
+            body = module[name].markdown(results[name])  # type: ignore[attr-defined]
+        parts += [
+            "",
+            f"### {title}",
+            "",
+            f"_{meta['seconds']:.0f} s; load average {meta['load_before']:.1f} before, "
+            f"{meta['load_after']:.1f} after._",
+            "",
+            body,
+        ]
+    return "\n".join(parts)
+
+
+def _tea_calls(result: dict[str, Any]) -> int:
+    """Calls through the tea SDK (ECS, FC, STS) in the no-fault default-map run."""
+    run = result["runs"]["none"][result["scales"][0]]
+    return sum(n for a, n in run["calls"]["by_action"].items() if not a.startswith("oss:"))
+
+
+def record(text: str) -> None:
+    readme = README.read_text()
+    head, _, rest = readme.partition(BEGIN)
+    _, _, tail = rest.partition(END)
+    README.write_text(f"{head}{BEGIN}\n{text}\n{END}{tail}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("benchmarks", nargs="*", help=f"some of: {', '.join(BENCHMARKS)}")
+    parser.add_argument("--record", action="store_true", help="rewrite the README's results")
+    parser.add_argument(
+        "--render", action="store_true", help="no runs: print (and --record) results.json again"
+    )
+    args = parser.parse_args(argv)
+    names = args.benchmarks or list(BENCHMARKS)
+    unknown = set(names) - set(BENCHMARKS)
+    if unknown:
+        parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
+    logging.basicConfig(level=logging.ERROR)  # stamina logs every retry at WARNING
+    if args.render:
+        results = json.loads(RESULTS.read_text())
+        command = results["command"]
+    else:
+        results = anyio.run(_run, names)
+        given = argv if argv is not None else sys.argv[1:]
+        command = " ".join(["python -m benchmarks.run", *(a for a in given if a != "--record")])
+        results["command"] = command
+        RESULTS.write_text(json.dumps(results, indent=1, default=str) + "\n")
+    text = markdown(results, command)
+    print(text)
+    if args.record:
+        record(text)
+
+
+if __name__ == "__main__":
+    main()
