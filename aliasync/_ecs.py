@@ -331,6 +331,19 @@ class EcsApi:
                 partial(self._client.modify_image_share_permission_async, request),
             )
 
+    async def set_status(self, image_id: str, status: str) -> None:
+        """Deprecate (``Deprecated``) or undeprecate (``Available``) an image."""
+        request = m.ModifyImageAttributeRequest(
+            region_id=self.region, image_id=image_id, status=status
+        )
+        await self._call(
+            "ModifyImageAttribute", lambda: self._client.modify_image_attribute_async(request)
+        )
+
+    async def tag_image(self, image_id: str, key: str, value: str) -> None:
+        """Add or overwrite one tag on an image."""
+        await self._tag("image", [image_id], key, value)
+
     async def delete_image(self, image_id: str) -> None:
         """Delete the image; an image that is already gone counts as deleted."""
         request = m.DeleteImageRequest(region_id=self.region, image_id=image_id)
@@ -344,10 +357,13 @@ class EcsApi:
 
     async def tag_snapshots(self, snapshot_ids: Sequence[str], key: str, value: str) -> None:
         """Tag snapshots (to find and delete them after their image is gone)."""
-        for chunk in _chunks(list(snapshot_ids), _TAG_CHUNK):
+        await self._tag("snapshot", snapshot_ids, key, value)
+
+    async def _tag(self, kind: str, ids: Sequence[str], key: str, value: str) -> None:
+        for chunk in _chunks(list(ids), _TAG_CHUNK):
             request = m.TagResourcesRequest(
                 region_id=self.region,
-                resource_type="snapshot",
+                resource_type=kind,
                 resource_id=list(chunk),
                 tag=[m.TagResourcesRequestTag(key=key, value=value)],
             )

@@ -19,6 +19,7 @@ from aliasync._ecs import EcsApi, ImageFailedError, ImageInfo
 from aliasync._exceptions import AliasyncError, CloudError, PermanentCloudError
 from aliasync._relay.package import relay_zip
 from aliasync._report import ImageResult
+from aliasync._retire import DELETE_TAG, delete_tagged_snapshots, retire_images
 from aliasync._uploads import UploadedCopy
 
 if TYPE_CHECKING:
@@ -27,10 +28,11 @@ if TYPE_CHECKING:
     from aliasync._regionplan import RegionPlan
     from aliasync._run import Run
 
+__all__ = ["DELETE_TAG", "ImageJob", "delete_tagged_snapshots", "publish_image"]
+
 IMPORT_ATTEMPTS = 3  # a failed import task is retried as a new import this many times
 IMPORT_TIMEOUT = 4 * 3600.0  # cloud seconds
 COPY_TIMEOUT = 12 * 3600.0
-DELETE_TAG = ("aliasync:delete", "true")
 RELAY_ROLE = "AliasyncRelayRole"
 RELAY_MEMORY_MB = 512
 RELAY_TIMEOUT = 900
@@ -276,22 +278,10 @@ async def _finish(ecs: EcsApi, job: ImageJob, info: ImageInfo) -> None:
 
 async def _retire(ecs: EcsApi, job: ImageJob, existing: list[ImageInfo]) -> None:
     """Overwrite: unpublish, tag snapshots, delete the image, then every tagged snapshot."""
-    if not existing:
-        return
-    for old in existing:
-        job.run.emit(job.region, "overwrite", f"retiring {old.image_id}", job.image.name)
-        await ecs.set_sharing(old.image_id, public=False)
-        if old.snapshot_ids:
-            await ecs.tag_snapshots(list(old.snapshot_ids), *DELETE_TAG)
-        await ecs.delete_image(old.image_id)
-    await delete_tagged_snapshots(ecs)
-
-
-async def delete_tagged_snapshots(ecs: EcsApi) -> None:
-    """Delete snapshots tagged for deletion, including leftovers of earlier attempts."""
-    for snapshot_id in await ecs.snapshots_tagged(*DELETE_TAG):
-        try:
-            await ecs.delete_snapshot(snapshot_id)
-        except PermanentCloudError as exc:
-            if exc.code != "SnapshotCreatedImage":
-                raise
+    await retire_images(
+        ecs,
+        existing,
+        on_retire=lambda old: job.run.emit(
+            job.region, "overwrite", f"retiring {old.image_id}", job.image.name
+        ),
+    )

@@ -98,19 +98,23 @@ async def child(workdir: Path, mode: str, *args: str | Path) -> dict[str, Any]:
     return result
 
 
-def own_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
+def cpu(who: int = resource.RUSAGE_SELF) -> float:
+    usage = resource.getrusage(who)
     return usage.ru_utime + usage.ru_stime
 
 
+Sample = tuple[float, float, float]  # monotonic, own CPU s, reaped children's CPU s
+
+
 @asynccontextmanager
-async def cpu_samples(interval: float = 0.1) -> AsyncIterator[list[tuple[float, float]]]:
-    """(monotonic, CPU seconds) of this process (the emulator's) every ``interval`` seconds."""
-    samples: list[tuple[float, float]] = []
+async def cpu_samples(interval: float = 0.1) -> AsyncIterator[list[Sample]]:
+    """This process's (the emulator's) CPU and its finished children's (FC workers', and
+    benchmark children's), every ``interval`` seconds."""
+    samples: list[Sample] = []
 
     async def sample() -> None:
         while True:
-            samples.append((time.monotonic(), own_cpu()))
+            samples.append((time.monotonic(), cpu(), cpu(resource.RUSAGE_CHILDREN)))
             await anyio.sleep(interval)
 
     async with anyio.create_task_group() as group:
@@ -119,10 +123,11 @@ async def cpu_samples(interval: float = 0.1) -> AsyncIterator[list[tuple[float, 
         group.cancel_scope.cancel()
 
 
-def busy(samples: list[tuple[float, float]], start: float, end: float) -> float:
-    """The share of one core this process used between two monotonic times."""
-    inside = [s for s in samples if start <= s[0] <= end]
+def busy(samples: list[Sample], start: float, end: float, *, children: bool = False) -> float:
+    """Cores this process used between two monotonic times (``children``: cores used by the
+    child processes that ended in that window, such as FC workers, over its length)."""
+    inside = [s for s in samples if start <= s[0] <= end + (0.5 if children else 0.0)]
     if len(inside) < 2:
         return float("nan")
-    (t0, c0), (t1, c1) = inside[0], inside[-1]
-    return (c1 - c0) / (t1 - t0)
+    column = 2 if children else 1
+    return (inside[-1][column] - inside[0][column]) / (end - start)

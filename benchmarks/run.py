@@ -60,8 +60,12 @@ def _load() -> float:
     return float(Path("/proc/loadavg").read_text().split()[0])
 
 
-async def _run(names: list[str]) -> dict[str, Any]:
-    results: dict[str, Any] = {"machine": _machine(), "meta": {}}
+async def _run(names: list[str], command: str) -> dict[str, Any]:
+    """Run ``names``; results of other benchmarks already in results.json are kept."""
+    results: dict[str, Any] = {"meta": {}}
+    if RESULTS.exists():
+        results = json.loads(RESULTS.read_text())
+    results["machine"] = _machine()
     for name in names:
         title, bench = BENCHMARKS[name]
         print(f"running {name}: {title} ...", file=sys.stderr, flush=True)
@@ -72,6 +76,8 @@ async def _run(names: list[str]) -> dict[str, Any]:
                 "seconds": time.monotonic() - start,
                 "load_before": load,
                 "load_after": _load(),
+                "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+                "command": command,
             }
         RESULTS.write_text(json.dumps(results, indent=1, default=str) + "\n")  # as we go
     return results
@@ -96,7 +102,7 @@ def summary(results: dict[str, Any]) -> str:
                 (
                     f"1. makespan ÷ bound, {label}",
                     f"≤ {target:.2f}",
-                    f"{got:.2f} at scale {head:g}; {est:.2f} extrapolated to scale 1",
+                    f"{got:.2f} at scale {head}; {est:.2f} extrapolated to scale 1",
                     verdict(got <= target, f"(by x{got / target:.2f})"),
                 )
             )
@@ -179,12 +185,13 @@ def summary(results: dict[str, Any]) -> str:
     return "\n".join(lines + [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows])
 
 
-def markdown(results: dict[str, Any], command: str) -> str:
+def markdown(results: dict[str, Any]) -> str:
     machine = results["machine"]
     parts = [
-        f"Recorded {machine['date']} with `{command}` on {machine['cpus']} CPUs, Python "
-        f"{machine['python']}, commit {machine['commit']} plus {machine['uncommitted_files']} "
-        "uncommitted files (other engineers were working on the tree and the machine).",
+        f"{machine['cpus']} CPUs, Python {machine['python']}, commit {machine['commit']} plus "
+        f"{machine['uncommitted_files']} uncommitted files. Other engineers were working on the "
+        "tree and running tests on the same machine: each section gives its command, date and the "
+        "load average around it.",
         "",
         summary(results),
     ]
@@ -201,8 +208,8 @@ def markdown(results: dict[str, Any], command: str) -> str:
             "",
             f"### {title}",
             "",
-            f"_{meta['seconds']:.0f} s; load average {meta['load_before']:.1f} before, "
-            f"{meta['load_after']:.1f} after._",
+            f"`{meta.get('command', '')}` — {meta.get('date', '')}, {meta['seconds']:.0f} s, "
+            f"load average {meta['load_before']:.1f} before and {meta['load_after']:.1f} after.",
             "",
             body,
         ]
@@ -237,14 +244,10 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.ERROR)  # stamina logs every retry at WARNING
     if args.render:
         results = json.loads(RESULTS.read_text())
-        command = results["command"]
     else:
-        results = anyio.run(_run, names)
-        given = argv if argv is not None else sys.argv[1:]
-        command = " ".join(["python -m benchmarks.run", *(a for a in given if a != "--record")])
-        results["command"] = command
-        RESULTS.write_text(json.dumps(results, indent=1, default=str) + "\n")
-    text = markdown(results, command)
+        command = " ".join([".venv/bin/python -m benchmarks.run", *args.benchmarks])
+        results = anyio.run(_run, names, command)
+    text = markdown(results)
     print(text)
     if args.record:
         record(text)

@@ -289,9 +289,7 @@ async def test_import_client_token_is_idempotent(sim: Simulator) -> None:
     assert (error.code, error.status_code) == ("IdempotentParameterMismatch", 400)
 
 
-async def test_import_needs_the_import_role(
-    sim: Simulator, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_import_needs_the_import_role(sim: Simulator) -> None:
     """Without AliyunECSImageImportDefaultRole (or the RoleName given) ImportImage is 403."""
     client = ecs_client(sim, REGION)
     bucket, key = await upload(sim, REGION)
@@ -301,9 +299,16 @@ async def test_import_needs_the_import_role(
         )
     )
     assert (error.code, error.status_code) == ("NoSetRoletoECSServiceAccount", 403)
-    monkeypatch.setattr(sim.ctx.models["ram"], "role_exists", lambda name: False)
-    error = await fails(client.import_image_async(import_request(REGION, bucket, key, "role-test")))
-    assert (error.code, error.status_code) == ("NoSetRoletoECSServiceAccount", 403)
+
+
+async def test_import_needs_the_default_import_role_in_an_unprepared_account() -> None:
+    """An account without AliyunECSImageImportDefaultRole gets 403 from ImportImage."""
+    async with Simulator(seed=2, profile="none", preset_roles=False) as sim:
+        client = ecs_client(sim, REGION)
+        bucket, key = await upload(sim, REGION)
+        request = import_request(REGION, bucket, key, "role-test")
+        error = await fails(client.import_image_async(request))
+        assert (error.code, error.status_code) == ("NoSetRoletoECSServiceAccount", 403)
 
 
 async def test_failed_import_leaves_create_failed_image() -> None:
