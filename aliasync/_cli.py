@@ -15,8 +15,10 @@ from pathlib import Path
 
 import anyio
 
+from aliasync._cli_lifecycle import LIFECYCLE_COMMANDS, add_commands, run_command
 from aliasync._exceptions import AliasyncError, UsageError
 from aliasync._progress import ProgressView, print_report
+from aliasync._report import ImportReport
 
 log = logging.getLogger("aliasync")
 
@@ -80,6 +82,8 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("--sim-profile", default="default", help=argparse.SUPPRESS)
     imp.add_argument("--sim-seed", type=int, default=0, help=argparse.SUPPRESS)
     imp.add_argument("--json", action="store_true", help="print the report as JSON")
+    imp.add_argument("--markdown", type=Path, metavar="FILE", help="write a Markdown release table")
+    imp.add_argument("--dokuwiki", type=Path, metavar="FILE", help="write a DokuWiki release table")
     imp.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
 
     runs = sub.add_parser("runs", help="list import runs recorded in the journal")
@@ -115,6 +119,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="start without the image import role (to exercise account setup)",
     )
+    add_commands(sub)
     return parser
 
 
@@ -135,6 +140,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return anyio.run(_serve_sim, args)
         if args.command == "runs":
             return _list_runs(args)
+        if args.command in LIFECYCLE_COMMANDS:
+            code: int | None = anyio.run(run_command, args)
+            return 2 if code is None else code
         return anyio.run(_import, args)
     except UsageError as exc:
         print(f"aliasync: error: {exc}", file=sys.stderr)
@@ -183,6 +191,7 @@ async def _import(args: argparse.Namespace) -> int:
             print(report.to_json())
         else:
             print_report(report, sys.stdout)
+        _write_release(args, report)
         return report.exit_code
 
     if args.sim:
@@ -192,6 +201,15 @@ async def _import(args: argparse.Namespace) -> int:
             return await run(Endpoints.from_dict(sim.endpoints))
     endpoints = Endpoints.load(args.endpoints) if args.endpoints else Endpoints()
     return await run(endpoints)
+
+
+def _write_release(args: argparse.Namespace, report: ImportReport) -> None:
+    from aliasync._release import dokuwiki, markdown
+
+    if args.markdown:
+        args.markdown.write_text(markdown(report))
+    if args.dokuwiki:
+        args.dokuwiki.write_text(dokuwiki(report))
 
 
 async def _serve_sim(args: argparse.Namespace) -> int:

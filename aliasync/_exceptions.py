@@ -64,9 +64,9 @@ class CloudError(AliasyncError):
         region: str | None = None,
         request_id: str | None = None,
     ) -> None:
-        where = f"{service}:{action}" if action else service
+        where = f"{service}:{action}" if service and action else service or action
         if region:
-            where = f"{where} in {region}"
+            where = f"{where} in {region}" if where else region
         super().__init__(f"{where}: {code}: {message}" if where else f"{code}: {message}")
         self.code = code
         self.message = message

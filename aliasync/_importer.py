@@ -238,8 +238,8 @@ class Importer:
                     "one such region with -r"
                 )
             run.uploads.expect(image.name, uploaders)
-            run.importers_left[image.name] = sum(1 for p in needing if p.strategy != "copy")
-            if run.importers_left[image.name] == 0:
+            run.importers.update((p.region, image.name) for p in needing if p.strategy != "copy")
+            if not any(name == image.name for _, name in run.importers):
                 await run.pool.give_up(image.name)
         return plans
 
@@ -271,10 +271,7 @@ class Importer:
                 await run.uploads.finished(image.name, plan.region, None)
             if result.ok and result.image_id:
                 await run.pool.add_source(image.name, plan.region, result.image_id)
-            if plan.strategy != "copy":
-                run.importers_left[image.name] -= 1
-                if run.importers_left[image.name] == 0:
-                    await run.pool.give_up(image.name)
+            await run.done_importing(plan.region, image.name)
 
     async def _remove_stale_buckets(self, run: Run) -> None:
         """Temporary buckets left by crashed runs are found by their prefix and removed."""

@@ -164,7 +164,7 @@ async def _find_named(
 ) -> tuple[dict[str, list[ImageInfo]], dict[str, str]]:
     """The images called ``name`` (or with ID ``image_id``) per region; UsageError if none."""
     if (name is None) == (image_id is None):
-        raise UsageError("give an image NAME or --image-id, not both")
+        raise UsageError("give either an image NAME or --image-id")
 
     async def one(region: str) -> list[ImageInfo]:
         return await cloud.ecs(region).find_images(name=name, image_id=image_id)

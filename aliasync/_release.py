@@ -45,7 +45,9 @@ def architecture(name: str) -> str:
 
 
 def console_link(region: str, image_id: str) -> str:
-    return f"https://ecs.console.aliyun.com/server/region/{region}?imageId={image_id}#/server/create"
+    return (
+        f"https://ecs.console.aliyun.com/server/region/{region}?imageId={image_id}#/server/create"
+    )
 
 
 def release_rows(report: ImportReport) -> list[ReleaseRow]:

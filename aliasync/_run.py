@@ -43,8 +43,8 @@ class Run:
     journal: Journal | None = None
     # Last step records of earlier sessions of this run, by (region, image, step).
     resumed: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
-    # Per image: regions that may still import it, and so still become a copy source.
-    importers_left: dict[str, int] = field(default_factory=dict)
+    # (region, image) pairs still importing: each may yet become a copy source.
+    importers: set[tuple[str, str]] = field(default_factory=set)
 
     _locks: dict[str, anyio.Lock] = field(default_factory=dict)
 
@@ -80,6 +80,14 @@ class Run:
         if self.on_event is not None:
             elapsed = time.monotonic() - self.started
             self.on_event(Event(region, stage, message, image, elapsed))
+
+    async def done_importing(self, region: str, image: str) -> None:
+        """``region`` will not import ``image`` (any more): once no region will, copies that
+        wait for a source of it fail instead of waiting forever."""
+        if (region, image) in self.importers:
+            self.importers.discard((region, image))
+            if not any(name == image for _, name in self.importers):
+                await self.pool.give_up(image)
 
     # -- the journal ---------------------------------------------------------------------
 

@@ -140,10 +140,7 @@ class _Ram:
         body = await self._call(
             "ListPoliciesForRole", lambda: self._client.list_policies_for_role_async(request)
         )
-        return {
-            str(p.get("PolicyName"))
-            for p in (body.get("Policies") or {}).get("Policy") or []
-        }
+        return {str(p.get("PolicyName")) for p in (body.get("Policies") or {}).get("Policy") or []}
 
     async def attach(self, name: str, policy: str) -> None:
         request = m.AttachPolicyToRoleRequest(

@@ -44,6 +44,10 @@ class RelayError(PermanentCloudError):
     """The relay function could not fill the region's bucket."""
 
 
+class ImportExhaustedError(PermanentCloudError):
+    """Every ImportImage attempt in a region failed; the image may still be copied there."""
+
+
 @dataclass
 class ImageJob:
     """One (region, image) pair and where its outcome goes."""
@@ -75,17 +79,22 @@ async def publish_image(cloud: Cloud, job: ImageJob) -> None:
                 f"an image named {image.name!r} already exists ({ids}); use --overwrite",
                 region=region,
             )
-        if job.plan.strategy == "direct":
-            info = await _direct(cloud, job, existing)
-        elif job.plan.strategy == "relay":
-            try:
-                info = await _relay(cloud, job, existing)
-            except RelayError as exc:
-                run.emit(region, "relay", f"relay failed ({exc.message}); copying", image.name)
-                result.strategy = "copy"
-                info = await _copy(cloud, job, existing)
-        else:
+        if job.plan.strategy == "copy":
             info = await _copy(cloud, job, existing)
+        else:
+            try:
+                if job.plan.strategy == "direct":
+                    info = await _direct(cloud, job, existing)
+                else:
+                    info = await _relay(cloud, job, existing)
+            except (RelayError, ImportExhaustedError) as exc:
+                # Another region's image can still be copied here: better late than never.
+                run.emit(region, "copy", f"{exc.message}; copying instead", image.name)
+                result.strategy = "copy"
+                await run.done_importing(region, image.name)
+                # Exhausted imports come after the old image was retired; relay failures before.
+                still_there = [] if isinstance(exc, ImportExhaustedError) else existing
+                info = await _copy(cloud, job, still_there)
         await _finish(cloud.ecs(region), job, info)
         result.image_id, result.status = info.image_id, "success"
         run.note(region, image.name, "result", "done", image_id=info.image_id,
@@ -259,7 +268,7 @@ async def _import(ecs: EcsApi, job: ImageJob, bucket: str, key: str) -> ImageInf
             run.emit(region, "import", f"import failed ({exc.message}); retrying", image.name)
             await ecs.delete_image(image_id)
             run.note(region, image.name, "import", "failed", attempt=attempt + 1)
-    raise PermanentCloudError(
+    raise ImportExhaustedError(
         "ImportFailed", f"ImportImage failed {IMPORT_ATTEMPTS} times", region=region
     )
 

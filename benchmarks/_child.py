@@ -24,6 +24,7 @@ import anyio
 import anyio.to_thread
 
 STARTED = time.monotonic()
+ROUNDS = 6  # throughput: rounds of uploads per client
 
 
 def _usage() -> dict[str, float]:
@@ -185,9 +186,10 @@ async def _throughput(endpoints_file: str, path: str) -> dict[str, Any]:
         for region in sources:
             await oss.create_bucket(region, f"bench-{region}")
         boto3 = _boto3_client(endpoints_file, sources[0])
-        for attempt in range(3):
-            for client in ("aliasync", "boto3", "aliasync-10"):
-                key = f"bench/{client}-{attempt}"
+        for attempt in range(ROUNDS):
+            order = ["aliasync", "boto3", "aliasync-10"]
+            for client in order[attempt % 3 :] + order[: attempt % 3]:  # no one always first
+                key = f"bench/{client}-{attempt % 2}"
                 start, used = time.monotonic(), cpu()
                 if client.startswith("aliasync"):
                     parallel = 10 if client == "aliasync-10" else 4  # 4: the importer's setting

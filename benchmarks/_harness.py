@@ -67,8 +67,11 @@ async def hosted(
     time_scale: float = 100.0,
     regions: RegionMap | None = None,
     seed: int = 1,
+    data_dir: Path | None = None,
 ) -> AsyncIterator[Hosted]:
-    async with Simulator(seed=seed, profile=profile, time_scale=time_scale, regions=regions) as sim:
+    async with Simulator(
+        seed=seed, profile=profile, time_scale=time_scale, regions=regions, data_dir=data_dir
+    ) as sim:
         origin = time.monotonic() - sim.clock.now() / sim.clock.time_scale
         path = sim.write_endpoints(workdir / f"endpoints-{sim.proxy_url.rsplit(':', 1)[1]}.json")
         yield Hosted(sim, path, origin)

@@ -161,12 +161,14 @@ def summary(results: dict[str, Any]) -> str:
         )
     if "throughput" in results:
         t = results["throughput"]
+        both = min(t["ratio"], t["ratio_median"])
         rows.append(
             (
                 "4. upload throughput ÷ boto3 upload_file",
                 f"≥ {throughput.TARGET:.1f}",
-                f"{t['ratio']:.2f} ({t['aliasync_mb_s']:.0f} vs {t['boto3_mb_s']:.0f} MB/s)",
-                verdict(t["ratio"] >= throughput.TARGET, f"(by {1 - t['ratio']:.0%})"),
+                f"best rounds {t['ratio']:.2f} ({t['aliasync_mb_s']:.0f} vs "
+                f"{t['boto3_mb_s']:.0f} MB/s), median rounds {t['ratio_median']:.2f}",
+                verdict(both >= throughput.TARGET, f"(by {1 - both:.0%} on one statistic)"),
             )
         )
     if "sdk" in results:

@@ -1,13 +1,16 @@
 """Benchmark 4: upload throughput (aliasync's OssApi vs boto3's managed upload) and the relay.
 
-One 256 MiB file of random bytes, to the same emulated OSS endpoint over loopback, three
-alternating rounds each (best round counts). Then the relay function, run for real by the
+One 256 MiB file of random bytes, to the same emulated OSS endpoint over loopback, six rounds
+each, the clients taking turns in a rotating order (best round counts); the file and the stored
+objects in memory (tmpfs). Then the relay function, run for real by the
 emulator's Function Compute, copies the uploaded object into a mainland bucket from one and from
 three source regions. No faults, time scale 1000 (the latency model adds ~0.1 ms per request).
 """
 
 from __future__ import annotations
 
+import statistics
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -15,16 +18,19 @@ from benchmarks._harness import busy, child, cpu_samples, data_file, hosted
 
 SIZE = 256 * 2**20
 TARGET = 1.0  # aliasync / boto3
+MEMORY = "/dev/shm" if Path("/dev/shm").is_dir() else None
 
 
 async def run(workdir: Path) -> dict[str, Any]:
-    path = data_file(workdir / "throughput.bin", SIZE)
-    async with (
-        hosted(workdir, profile="none", time_scale=1000.0) as host,
-        cpu_samples() as samples,
-    ):
-        result = await child(workdir, "throughput", host.endpoints_file, path)
-    path.unlink()
+    # In memory (tmpfs), source file and the emulator's objects: disk write-back would
+    # otherwise slow every round a little more than the one before.
+    with tempfile.TemporaryDirectory(dir=MEMORY) as memory:
+        path = data_file(Path(memory) / "throughput.bin", SIZE)
+        async with (
+            hosted(workdir, profile="none", time_scale=1000.0, data_dir=Path(memory)) as host,
+            cpu_samples() as samples,
+        ):
+            result = await child(workdir, "throughput", host.endpoints_file, path)
     mb = result["bytes"] / 1e6
     for client in ("aliasync", "boto3", "aliasync-10"):
         rounds = result[client]
@@ -42,6 +48,9 @@ async def run(workdir: Path) -> dict[str, Any]:
         for label, (start, s) in result["relay"].items()
     }
     result["ratio"] = result["aliasync_mb_s"] / result["boto3_mb_s"]
+    result["ratio_median"] = statistics.median(result["aliasync_rounds_mb_s"]) / statistics.median(
+        result["boto3_rounds_mb_s"]
+    )
     return result
 
 
@@ -49,7 +58,7 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [
         f"{result['bytes'] // 2**20} MiB of random bytes, emulator in another process, loopback.",
         "",
-        "| | MB/s (best of 3) | all rounds MB/s | client CPU s per GB | emulator CPU (cores) "
+        "| | MB/s (best round) | all rounds MB/s | client CPU s per GB | emulator CPU (cores) "
         "| relay worker CPU (cores) |",
         "|---|---:|---|---:|---:|---:|",
     ]
@@ -69,9 +78,9 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(
             f"| relay into cn-beijing, {label} | {rate:.0f} | | | {emulator:.2f} | {worker:.2f} |"
         )
-    verdict = "met" if result["ratio"] >= TARGET else "missed"
     lines += [
         "",
-        f"aliasync / boto3 = **{result['ratio']:.2f}** (target ≥ {TARGET:.1f}: {verdict}).",
+        f"aliasync / boto3: best rounds **{result['ratio']:.2f}**, median rounds "
+        f"**{result['ratio_median']:.2f}** (target ≥ {TARGET:.1f}).",
     ]
     return "\n".join(lines)

@@ -135,3 +135,32 @@ async def test_unknown_region_is_a_usage_error() -> None:
         with pytest.raises(ConfigurationError, match="unknown region"):
             await run_import(sim, [BIOS], regions=("xx-nowhere-1",))
         assert sim.calls.count("CreateBucket") == 0
+
+
+LOSSY_ACTIONS = (
+    *("ecs:ImportImage", "ecs:CopyImage", "ecs:DeleteImage", "ecs:ModifyImageAttribute"),
+    *("ecs:ModifyImageSharePermission", "ecs:TagResources", "ecs:DeleteSnapshot"),
+    *("oss:CreateBucket", "oss:DeleteBucket", "oss:PutObject", "oss:CreateMultipartUpload"),
+    *("oss:UploadPart", "oss:CompleteMultipartUpload", "oss:DeleteObjects"),
+    *("fc:CreateFunction", "fc:DeleteFunction", "fc:InvokeFunction"),
+)
+CAMPAIGN = {
+    "harsh": profile("harsh"),
+    "lost-responses": profile("none").with_(
+        rules=tuple(FaultRule(f"{a}:*", lost_response_rate=0.3) for a in LOSSY_ACTIONS)
+    ),
+    "failed-imports-and-timeouts": profile("none").with_(
+        import_failure_rate=0.3, function_timeout_rate=0.3, download_failure_rate=0.3
+    ),
+}
+
+
+@pytest.mark.parametrize("scenario", sorted(CAMPAIGN))
+async def test_fault_campaign_subset_loses_nothing(scenario: str) -> None:
+    """Under harsh faults every image still lands once, correct, with nothing leaked."""
+    regions = ("ap-southeast-1", "eu-central-1", "cn-beijing", "cn-shanghai", "cn-heyuan")
+    async with Simulator(seed=21, profile=CAMPAIGN[scenario]) as sim:
+        report = await run_import(sim, [BIOS, UEFI], name="ipxe-campaign", regions=regions)
+        assert_published(sim, report, [BIOS, UEFI], name="ipxe-campaign", regions=regions)
+        assert_no_leaks(sim)
+        assert sim.ctx.faults.injected, "the scenario injected no fault"
