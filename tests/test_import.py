@@ -86,10 +86,26 @@ async def test_existing_image_without_overwrite_is_a_per_region_error() -> None:
         assert_no_leaks(sim)
 
 
-async def test_region_whose_imports_always_fail_does_not_stop_the_others() -> None:
-    """Permanent import failures fail one region; the others finish; temporaries removed."""
+async def test_region_whose_imports_always_fail_gets_a_copy_instead() -> None:
+    """Import tasks that always fail in one region: the image is copied there instead."""
     faults = profile("default").with_(
         rules=(FaultRule("model:import:ap-southeast-1", import_failure_rate=1.0),)
+    )
+    regions = ("ap-southeast-1", "ap-northeast-1", "cn-shanghai", "cn-nanjing")
+    async with Simulator(seed=7, profile=faults) as sim:
+        report = await run_import(sim, [BIOS], name="ipxe-fail", regions=regions)
+        assert_published(sim, report, [BIOS], name="ipxe-fail", regions=regions)
+        (failing,) = [r for r in report.regions if r.region == "ap-southeast-1"]
+        assert failing.images[0].strategy == "copy"
+        assert failing.images[0].source_region in regions
+        assert sim.faults_injected()["counts"]["import_failed"] >= 3
+        assert_no_leaks(sim)
+
+
+async def test_region_that_always_fails_does_not_stop_the_others() -> None:
+    """A region whose ECS API always fails: exit 1, the others done, temporaries removed."""
+    faults = profile("default").with_(
+        rules=(FaultRule("ecs:*:ap-southeast-1", transient_rate=1.0),)
     )
     regions = ("ap-southeast-1", "ap-northeast-1", "cn-shanghai", "cn-nanjing")
     async with Simulator(seed=7, profile=faults) as sim:
