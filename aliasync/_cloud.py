@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 
 import anyio
 
 from aliasync._credentials import CredentialSource
 from aliasync._ecs import EcsApi
 from aliasync._endpoints import Endpoints
+from aliasync._exceptions import ConfigurationError
 from aliasync._fc import FcApi
 from aliasync._oss import OssApi
 from aliasync._state import CapabilityCache, state_dir
@@ -54,6 +56,19 @@ class Cloud:
                 self.endpoints, self.credentials, key, account_id=self._account
             )
         return client
+
+    async def select_regions(self, wanted: Sequence[str] | None) -> list[str]:
+        """The regions to work on: ``wanted`` (checked against DescribeRegions) or all."""
+        available = await self.ecs(None).describe_regions()
+        if not wanted:
+            return available
+        unknown = [r for r in wanted if r not in available]
+        if unknown:
+            raise ConfigurationError(
+                f"unknown region(s): {', '.join(unknown)}; DescribeRegions offers "
+                f"{', '.join(sorted(available))}"
+            )
+        return list(dict.fromkeys(wanted))
 
     def _scope(self) -> str:
         """Cache key: the account and where its endpoints point."""

@@ -107,7 +107,7 @@ class Importer:
         """Publish ``paths`` as configured; partial failure is in the report, not raised."""
         options = options or ImportOptions()
         images = await prepare_images(paths, name=options.name, family=options.family)
-        regions = await self._select_regions(options.regions)
+        regions = await self.cloud.select_regions(options.regions)
         run = self._new_run(secrets.token_hex(8), options, images)
         if run.journal is not None:
             run.journal.start_run(run.run_id, _plan_record(options, images, regions))
@@ -187,18 +187,6 @@ class Importer:
                 else:
                     todo[region].append(image)
         return todo
-
-    async def _select_regions(self, wanted: tuple[str, ...] | None) -> list[str]:
-        available = await self.cloud.ecs(None).describe_regions()
-        if not wanted:
-            return available
-        unknown = [r for r in wanted if r not in available]
-        if unknown:
-            raise ConfigurationError(
-                f"unknown region(s): {', '.join(unknown)}; DescribeRegions offers "
-                f"{', '.join(sorted(available))}"
-            )
-        return list(dict.fromkeys(wanted))
 
     async def _plan(
         self, run: Run, todo: dict[str, list[PreparedImage]], results: dict[str, RegionResult]

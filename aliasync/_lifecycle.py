@@ -102,16 +102,7 @@ def _listed_key(item: tuple[str, ImageInfo]) -> tuple[str, str, str]:
 
 async def select_regions(cloud: Cloud, wanted: Sequence[str] | None) -> list[str]:
     """The regions to work on: ``wanted`` (checked against DescribeRegions) or all of them."""
-    available = await cloud.ecs(None).describe_regions()
-    if not wanted:
-        return available
-    unknown = [r for r in wanted if r not in available]
-    if unknown:
-        raise UsageError(
-            f"unknown region(s): {', '.join(unknown)}; DescribeRegions offers "
-            f"{', '.join(sorted(available))}"
-        )
-    return list(dict.fromkeys(wanted))
+    return await cloud.select_regions(wanted)
 
 
 async def _each_region(
