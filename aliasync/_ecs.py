@@ -31,7 +31,10 @@ _SHARE_CHUNK = 10  # ModifyImageSharePermission ignores accounts beyond the 10th
 _TAG_CHUNK = 50  # TagResources takes at most 50 resource IDs
 _PAGE = 100
 # Polling, in cloud seconds: first look soon, then back off to a steady pace.
-_POLL_FIRST, _POLL_GROWTH, _POLL_MAX = 2.0, 1.5, 30.0
+# Polling, in cloud seconds: soon at first, then by the progress the cloud reports (about
+# half the estimated remaining time), never more often than _POLL_FIRST nor rarer than
+# _POLL_MAX; without progress (a copy waiting in its queue) the interval grows geometrically.
+_POLL_FIRST, _POLL_GROWTH, _POLL_MAX = 2.0, 1.5, 120.0
 # An image can take a moment to appear in DescribeImages after ImportImage/CopyImage answers.
 _APPEAR_GRACE = 60.0
 
@@ -262,10 +265,15 @@ class EcsApi:
                     action="DescribeImages",
                     region=self.region,
                 )
+            progress = images[0].progress if images else 0
+            if 0 < progress < 100:
+                remaining = waited * (100 - progress) / progress
+                interval = min(max(remaining / 2, _POLL_FIRST), _POLL_MAX)
             step = min(interval, max(timeout - waited, 0.0)) or interval
             await anyio.sleep(step / scale)
             waited += step
-            interval = min(interval * _POLL_GROWTH, _POLL_MAX)
+            if not 0 < progress < 100:
+                interval = min(interval * _POLL_GROWTH, _POLL_MAX)
 
     async def _task_failed(self, task_id: str) -> bool:
         request = m.DescribeTasksRequest(region_id=self.region, task_ids=task_id)
