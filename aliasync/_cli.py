@@ -154,7 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"aliasync: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("aliasync: interrupted; temporary resources were removed", file=sys.stderr)
+        if args.command == "import":
+            print("aliasync: interrupted; temporary resources were removed", file=sys.stderr)
         return 130
 
 

@@ -423,6 +423,8 @@ REGRESSIONS = [
     _rpc("ecs", ("Action", "ImportImage"), ("Version", "2014-05-26"), ("RegionId", REGION),
         ("DiskDeviceMapping.1.OSSBucket", "$BUCKET"), ("DiskDeviceMapping.1.OSSObject", "disk.raw"),
         ("DiskDeviceMapping.1.DiskImageSize", SQUARED)),
+    _rpc("ecs", ("Action", "DescribeImages"), ("Version", "2014-05-26"), ("RegionId", REGION),
+        ("Tag." + "1" * 4400 + ".Key", "k")),
     _rpc("ecs", sign="acs3", headers=(("x-acs-action", "DescribeRegions"),
         ("x-acs-version", "2014-05-26"), ("x-acs-a", "\udcff"))),
     _rpc("sts", sign="none", headers=(("Proxy-Authorization", "Basic \udcff"),)),
