@@ -178,7 +178,12 @@ async def _apply(
         return await work(cloud.ecs(region), found[region])
 
     results, failed = await _each_region(sorted(found), one)
-    outcome = Outcome(errors={**errors, **failed})
+    return _collect(results, {**errors, **failed})
+
+
+def _collect(results: dict[str, list[Action]], errors: dict[str, str]) -> Outcome:
+    """Every region's actions in one outcome, in a stable order."""
+    outcome = Outcome(errors=errors)
     for actions in results.values():
         outcome.actions.extend(actions)
     outcome.actions.sort(key=_action_key)
@@ -242,11 +247,7 @@ async def prune_images(
         return actions
 
     results, errors = await _each_region(regions, one)
-    outcome = Outcome(errors=errors)
-    for actions in results.values():
-        outcome.actions.extend(actions)
-    outcome.actions.sort(key=_action_key)
-    return outcome
+    return _collect(results, errors)
 
 
 async def share_images(
