@@ -62,6 +62,9 @@ async def _detect(
     try:
         await cloud.oss.create_bucket(region, bucket)
     except (BucketsForbiddenError, TransientCloudError, PermanentCloudError) as exc:
+        # Refused or unreachable: there is no bucket to clean up (a lost answer that did
+        # create one leaves a prefixed bucket that the next run's stale cleanup removes).
+        del run.buckets[region]
         run.emit(region, "plan", f"no temporary bucket: {_code(exc)}")
         return "copy", None
     if cached in ("direct", "relay"):
