@@ -40,11 +40,9 @@ class Cloud:
         account = await caller_account_id(endpoints, credentials)
         return cls(endpoints, credentials, account)
 
-    async def account_id(self) -> str:
-        return self._account
-
     @property
     def account(self) -> str:
+        """The account ID the credentials belong to."""
         return self._account
 
     def ecs(self, region: str | None) -> EcsApi:
