@@ -1,4 +1,9 @@
-"""One handle on the account: credentials, endpoints and a client per service and region."""
+"""One handle on the account: credentials, endpoints and a client per service and region.
+
+A Cloud also scopes the tea SDK's connection reuse (:mod:`aliasync._teasession`): the ECS, FC,
+STS and RAM calls made in the task that opened it, and in tasks started from there, share one
+pooled aiohttp session, closed by :meth:`Cloud.aclose`.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ from aliasync._fc import FcApi
 from aliasync._oss import OssApi
 from aliasync._state import CapabilityCache, state_dir
 from aliasync._sts import caller_account_id
+from aliasync._teasession import TeaSession
 
 # DescribeRegions takes no RegionId; any regional ECS endpoint answers it.
 _REGIONLESS = "cn-hangzhou"
@@ -24,7 +30,18 @@ _REGIONLESS = "cn-hangzhou"
 class Cloud:
     """Clients for ECS (per region), OSS and FC, sharing credentials and one retry policy."""
 
-    def __init__(self, endpoints: Endpoints, credentials: CredentialSource, account: str) -> None:
+    def __init__(
+        self,
+        endpoints: Endpoints,
+        credentials: CredentialSource,
+        account: str,
+        *,
+        tea: TeaSession | None = None,
+    ) -> None:
+        if tea is None:
+            tea = TeaSession()
+            tea.activate()
+        self._tea = tea
         self.endpoints = endpoints
         self.credentials = credentials
         self._account = account
@@ -35,10 +52,21 @@ class Cloud:
 
     @classmethod
     async def open(cls, endpoints: Endpoints) -> Cloud:
-        """Resolve credentials and the account ID (a cheap proof that the credentials work)."""
-        credentials = CredentialSource(endpoints)
-        account = await caller_account_id(endpoints, credentials)
-        return cls(endpoints, credentials, account)
+        """Resolve credentials and the account ID (a cheap proof that the credentials work).
+
+        The tea calls made from here on in the calling task, and in the tasks it starts
+        afterwards, reuse connections until :meth:`aclose`.
+        """
+        tea = TeaSession()
+        tea.activate()  # before the STS call below, and before the caller starts any task
+        try:
+            credentials = CredentialSource(endpoints)
+            account = await caller_account_id(endpoints, credentials)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await tea.aclose()
+            raise
+        return cls(endpoints, credentials, account, tea=tea)
 
     @property
     def account(self) -> str:
@@ -76,5 +104,9 @@ class Cloud:
         return hashlib.sha256(identity.encode()).hexdigest()[:16]
 
     async def aclose(self) -> None:
+        """Close the OSS clients and the tea session; tea calls still made later reconnect."""
         with anyio.CancelScope(shield=True):
-            await self.oss.aclose()
+            try:
+                await self.oss.aclose()
+            finally:
+                await self._tea.aclose()

@@ -206,6 +206,11 @@ class Simulator:
             "duplicate_images": list(models["ecs"].duplicate_images()),
         }
 
+    @property
+    def connections_accepted(self) -> int:
+        """TCP connections that have carried at least one request, since the start."""
+        return self._server.connections
+
     def has_leaks(self) -> bool:
         return any(self.leaks().values())
 

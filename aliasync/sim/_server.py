@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import weakref
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, is_dataclass
@@ -116,6 +117,9 @@ class SimServer:
         self._introspect = introspect
         self._runner: web.AppRunner | None = None
         self.port = 0
+        # Connections that carried a request: keep-alive reuse by clients shows as fewer.
+        self.connections = 0
+        self._seen: weakref.WeakSet[Any] = weakref.WeakSet()
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         app = web.Application(client_max_size=64 * 2**20)
@@ -133,6 +137,9 @@ class SimServer:
             self._runner = None
 
     async def _entry(self, raw: web.Request) -> web.StreamResponse:
+        if raw.transport is not None and raw.transport not in self._seen:
+            self._seen.add(raw.transport)
+            self.connections += 1
         target = raw.raw_path
         if target.startswith("/"):
             # Direct request, not through the proxy: only introspection lives here.
