@@ -19,7 +19,8 @@ from alibabacloud_ecs20140526.client import Client
 
 from aliasync._credentials import CredentialSource, tea_config
 from aliasync._endpoints import Endpoints
-from aliasync._exceptions import NotFoundError, PermanentCloudError, TransientCloudError
+from aliasync._exceptions import CloudError, NotFoundError, PermanentCloudError, TransientCloudError
+from aliasync._polling import MIN_INTERVAL, PollSchedule, Sighting
 from aliasync._retry import DEFAULT, RetryPolicy
 from aliasync._transport import boundary
 
@@ -30,11 +31,6 @@ _FAILED_STATUSES = frozenset({"CreateFailed", "UnAvailable"})
 _SHARE_CHUNK = 10  # ModifyImageSharePermission ignores accounts beyond the 10th
 _TAG_CHUNK = 50  # TagResources takes at most 50 resource IDs
 _PAGE = 100
-# Polling, in cloud seconds: first look soon, then back off to a steady pace.
-# Polling, in cloud seconds: soon at first, then by the progress the cloud reports (about
-# half the estimated remaining time), never more often than _POLL_FIRST nor rarer than
-# _POLL_MAX; without progress (a copy waiting in its queue) the interval grows geometrically.
-_POLL_FIRST, _POLL_GROWTH, _POLL_MAX = 2.0, 1.5, 120.0
 # An image can take a moment to appear in DescribeImages after ImportImage/CopyImage answers.
 _APPEAR_GRACE = 60.0
 
@@ -86,6 +82,13 @@ class ImageInfo:
             if isinstance(size, int | float | str) and str(size).isdigit()
             else None,
         )
+
+
+def _remain_time(item: Mapping[str, Any]) -> float | None:
+    """The longest positive ``RemainTime`` of an image's disks (seconds), if any is reported."""
+    mappings = (item.get("DiskDeviceMappings") or {}).get("DiskDeviceMapping") or []
+    remains = [float(r) for d in mappings if isinstance(r := d.get("RemainTime"), int | float)]
+    return max((r for r in remains if r > 0), default=None)
 
 
 def _truthy(value: object) -> bool:
@@ -148,30 +151,34 @@ class EcsApi:
         status: str = ALL_STATUSES,
     ) -> list[ImageInfo]:
         """This account's images matching every given filter (all pages; exact name match)."""
-        found: list[ImageInfo] = []
+        items = await self._describe_images(
+            image_name=name, image_family=family, image_id=image_id, status=status
+        )
+        found = [ImageInfo.from_api(item) for item in items]
+        # ImageName is a fuzzy match on the server: keep only the exact name.
+        return [i for i in found if name is None or i.name == name]
+
+    async def _describe_images(self, **filters: str | None) -> list[dict[str, Any]]:
+        """Every ``Images.Image[]`` entry (wire keys) DescribeImages answers, all pages."""
+        found: list[dict[str, Any]] = []
         page = 1
         while True:
             request = m.DescribeImagesRequest(
                 region_id=self.region,
                 image_owner_alias="self",
-                image_name=name,
-                image_family=family,
-                image_id=image_id,
-                status=status,
                 page_number=page,
                 page_size=_PAGE,
+                **filters,
             )
             body = await self._call(
                 "DescribeImages", partial(self._client.describe_images_async, request)
             )
             items = (body.get("Images") or {}).get("Image") or []
-            found.extend(ImageInfo.from_api(item) for item in items)
+            found.extend(items)
             total = int(body.get("TotalCount") or 0)
             if not items or len(items) < _PAGE or page * _PAGE >= total:
-                break
+                return found
             page += 1
-        # ImageName is a fuzzy match on the server: keep only the exact name.
-        return [i for i in found if name is None or i.name == name]
 
     async def import_image(
         self,
@@ -221,59 +228,41 @@ class EcsApi:
         """Poll until the image is Available; ``timeout`` is in cloud seconds.
 
         Raises ImageFailedError if the image (or its ``task_id``) fails, NotFoundError if it
-        vanishes, ImageTimeoutError after ``timeout``.
+        vanishes, ImageTimeoutError after ``timeout``. How often it polls: :mod:`._polling`.
         """
         scale = self._time_scale
-        waited, interval = 0.0, _POLL_FIRST
+        began = anyio.current_time()  # the event loop's clock, which the retry layer sleeps on
+        schedule = PollSchedule()
         seen = False
         while True:
-            images = await self.find_images(image_id=image_id)
-            if images:
+            items = await self._describe_images(image_id=image_id, status=ALL_STATUSES)
+            waited = (anyio.current_time() - began) * scale
+            if items:
                 seen = True
-                info = images[0]
+                info = ImageInfo.from_api(items[0])
                 if info.status == "Available":
                     return info
                 if info.status in _FAILED_STATUSES:
-                    raise ImageFailedError(
-                        info.status,
-                        f"image {image_id} is {info.status}",
-                        service="ecs",
-                        action="DescribeImages",
-                        region=self.region,
-                    )
+                    msg = f"image {image_id} is {info.status}"
+                    raise self._error(ImageFailedError, info.status, msg, "DescribeImages")
+                sighting = Sighting(waited, info.progress, _remain_time(items[0]))
             elif task_id and await self._task_failed(task_id):
-                raise ImageFailedError(
-                    "TaskFailed",
-                    f"task {task_id} for image {image_id} failed",
-                    service="ecs",
-                    action="DescribeTasks",
-                    region=self.region,
-                )
+                msg = f"task {task_id} for image {image_id} failed"
+                raise self._error(ImageFailedError, "TaskFailed", msg, "DescribeTasks")
             elif seen or waited >= _APPEAR_GRACE:
-                raise NotFoundError(
-                    "InvalidImageId.NotFound",
-                    f"image {image_id} no longer exists",
-                    service="ecs",
-                    action="DescribeImages",
-                    region=self.region,
-                )
+                msg = f"image {image_id} no longer exists"
+                raise self._error(NotFoundError, "InvalidImageId.NotFound", msg, "DescribeImages")
+            else:
+                sighting = Sighting(waited)
             if waited >= timeout:
-                raise ImageTimeoutError(
-                    "WaitTimeout",
-                    f"image {image_id} not Available after {timeout:.0f}s",
-                    service="ecs",
-                    action="DescribeImages",
-                    region=self.region,
-                )
-            progress = images[0].progress if images else 0
-            if 0 < progress < 100:
-                remaining = waited * (100 - progress) / progress
-                interval = min(max(remaining / 2, _POLL_FIRST), _POLL_MAX)
-            step = min(interval, max(timeout - waited, 0.0)) or interval
-            await anyio.sleep(step / scale)
-            waited += step
-            if not 0 < progress < 100:
-                interval = min(interval * _POLL_GROWTH, _POLL_MAX)
+                msg = f"image {image_id} not Available after {timeout:.0f}s"
+                raise self._error(ImageTimeoutError, "WaitTimeout", msg, "DescribeImages")
+            # One last look at the deadline, but never sooner than the minimum interval.
+            delay = min(schedule.next_delay(sighting), max(timeout - waited, MIN_INTERVAL))
+            await anyio.sleep(delay / scale)
+
+    def _error(self, kind: type[CloudError], code: str, message: str, action: str) -> CloudError:
+        return kind(code, message, service="ecs", action=action, region=self.region)
 
     async def _task_failed(self, task_id: str) -> bool:
         request = m.DescribeTasksRequest(region_id=self.region, task_ids=task_id)
