@@ -71,6 +71,13 @@ def _parser() -> argparse.ArgumentParser:
         help="CopyImage tasks the cloud runs at once per source region (default 1)",
     )
     imp.add_argument(
+        "--upload-concurrency",
+        type=int,
+        default=8,
+        metavar="N",
+        help="image uploads at once, across all regions (default 8)",
+    )
+    imp.add_argument(
         "--endpoints",
         type=Path,
         metavar="FILE",
@@ -166,6 +173,8 @@ async def _import(args: argparse.Namespace) -> int:
 
     if args.copy_concurrency < 1:
         raise UsageError("--copy-concurrency must be at least 1")
+    if args.upload_concurrency < 1:
+        raise UsageError("--upload-concurrency must be at least 1")
     if args.resume is not None and args.images:
         raise UsageError("--resume continues a run with its own images: give no IMAGE")
     if args.resume is None and not args.images:
@@ -178,6 +187,7 @@ async def _import(args: argparse.Namespace) -> int:
         share_accounts=tuple(args.share_account),
         overwrite=args.overwrite,
         copy_concurrency=args.copy_concurrency,
+        upload_concurrency=args.upload_concurrency,
     )
     view = ProgressView(sys.stderr, verbose=args.verbose)
 

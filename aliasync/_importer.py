@@ -3,11 +3,12 @@
 A run reads top to bottom:
 
 1. prepare the images (inspect, hash, name) — bad input stops here, before any cloud call;
-2. plan every region at once: which images it still needs, and how to get them there
-   (``direct`` upload + ImportImage, ``relay`` through a temporary function, or ``copy``);
-3. run one pipeline per region in a task group; a region waits for another only where it
-   truly depends on it (a relay on its sources' uploads, a copy on one source image);
-4. remove every temporary bucket and function, whatever happened, shielded from cancellation.
+2. one pipeline per region, all in one task group: each first plans (which images it still
+   needs, and how: ``direct`` upload + ImportImage, ``relay`` through a temporary function,
+   or ``copy``), then publishes them; a region waits for another only where it truly
+   depends on it (a relay on its sources' uploads, a copy on one source image), never for
+   another region's plan;
+3. remove every temporary bucket and function, whatever happened, shielded from cancellation.
 """
 
 from __future__ import annotations
@@ -24,10 +25,10 @@ import anyio
 
 from aliasync._cloud import Cloud
 from aliasync._endpoints import Endpoints
-from aliasync._exceptions import AliasyncError, ConfigurationError, JournalError
+from aliasync._exceptions import AliasyncError, JournalError
 from aliasync._journal import Journal
 from aliasync._prepare import PreparedImage, prepare_images
-from aliasync._regionplan import RegionPlan, plan_region
+from aliasync._regionplan import PlanBoard, RegionPlan, plan_region
 from aliasync._report import EventHandler, ImageResult, ImportReport, RegionResult
 from aliasync._run import BUCKET_PREFIX, FUNCTION_PREFIX, Run
 from aliasync._state import state_dir
@@ -48,6 +49,9 @@ class ImportOptions:
     overwrite: bool = False
     copy_concurrency: int = 1  # copies per source region the cloud runs at once
     relay_sources: int = 3  # uncensored buckets a relay downloads from in parallel
+    # Uploads share one uplink: a few at a time finish the first copy of every image soonest,
+    # and the imports, relays and copies waiting on them start earlier.
+    upload_concurrency: int = 8
 
 
 class Importer:
@@ -149,10 +153,24 @@ class Importer:
         try:
             todo = await self._take_finished(run, results)
             await self._remove_stale_buckets(run)
-            plans = await self._plan(run, todo, results)
+            board = PlanBoard(
+                run,
+                todo,
+                cached=self.cloud.capabilities.load(),
+                on_planned=self.cloud.capabilities.save,
+            )
             async with anyio.create_task_group() as tg:
-                for region, plan in plans.items():
-                    tg.start_soon(self._region, run, plan, results[region], todo[region])
+                for region in board.regions:
+                    tg.start_soon(
+                        self._plan_and_run,
+                        run,
+                        board,
+                        tg.cancel_scope,
+                        results[region],
+                        todo[region],
+                    )
+            if board.unreachable is not None:
+                raise board.unreachable
             status = report.status
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_DEADLINE):
@@ -188,48 +206,32 @@ class Importer:
                     todo[region].append(image)
         return todo
 
-    async def _plan(
-        self, run: Run, todo: dict[str, list[PreparedImage]], results: dict[str, RegionResult]
-    ) -> dict[str, RegionPlan]:
-        """Detect every region's strategy at once; fail early if nothing can be uploaded."""
-        plans: dict[str, RegionPlan] = {}
-        cached = self.cloud.capabilities.load()
-
-        async def one(region: str) -> None:
-            result = results[region]
-            try:
-                plan = await plan_region(self.cloud, run, region, cached.get(region))
-            except AliasyncError as exc:
-                result.error = str(exc)
-                for image in run.images:
-                    result.images.append(
-                        ImageResult(image.name, image.family, status="error", error=str(exc))
-                    )
-                run.emit(region, "failed", str(exc))
-                return
-            result.strategy = plan.strategy
-            plans[region] = plan
-
-        async with anyio.create_task_group() as tg:
-            for region, images in todo.items():
-                if images:
-                    tg.start_soon(one, region)
-        self.cloud.capabilities.save({r: p.strategy for r, p in plans.items()})
-        # Copies and relays wait for sources; tell them how many regions may still supply one.
-        for image in run.images:
-            needing = [p for r, p in plans.items() if image in todo[r]]
-            uploaders = sum(1 for p in needing if p.strategy == "direct")
-            if needing and not uploaders and not run.pool.sources(image.name):
-                raise ConfigurationError(
-                    "no usable uncensored region: every image must first be uploaded to a "
-                    "region with public OSS access (outside mainland China); select at least "
-                    "one such region with -r"
+    async def _plan_and_run(
+        self,
+        run: Run,
+        board: PlanBoard,
+        stop: anyio.CancelScope,
+        result: RegionResult,
+        images: list[PreparedImage],
+    ) -> None:
+        """Detect one region's strategy, then run its pipeline without waiting for others."""
+        region = result.region
+        plan: RegionPlan | None = None
+        try:
+            plan = await plan_region(self.cloud, run, region, board.cached.get(region))
+        except AliasyncError as exc:
+            result.error = str(exc)
+            for image in images:
+                result.images.append(
+                    ImageResult(image.name, image.family, status="error", error=str(exc))
                 )
-            run.uploads.expect(image.name, uploaders)
-            run.importers.update((p.region, image.name) for p in needing if p.strategy != "copy")
-            if not any(name == image.name for _, name in run.importers):
-                await run.pool.give_up(image.name)
-        return plans
+            run.emit(region, "failed", str(exc))
+        await board.settle(region, plan.strategy if plan else None)
+        if board.unreachable is not None:
+            stop.cancel()
+        elif plan is not None:
+            result.strategy = plan.strategy
+            await self._region(run, plan, result, images)
 
     async def _region(
         self, run: Run, plan: RegionPlan, result: RegionResult, images: list[PreparedImage]

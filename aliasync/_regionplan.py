@@ -8,16 +8,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from aliasync._ecs import ImageInfo
-from aliasync._exceptions import CloudError, PermanentCloudError, TransientCloudError
+from aliasync._exceptions import (
+    CloudError,
+    ConfigurationError,
+    PermanentCloudError,
+    TransientCloudError,
+)
 from aliasync._oss import BucketsForbiddenError
 from aliasync._report import Strategy
 
 if TYPE_CHECKING:
     from aliasync._cloud import Cloud
+    from aliasync._prepare import PreparedImage
     from aliasync._run import Run
 
 
@@ -29,6 +36,76 @@ class RegionPlan:
     strategy: Strategy
     bucket: str | None = None  # temporary bucket (direct and relay)
     existing: dict[str, list[ImageInfo]] = field(default_factory=dict)  # by image name
+
+
+class PlanBoard:
+    """Region plans as they arrive, so that no region waits for the slowest one's plan.
+
+    Each region's pipeline starts as soon as its own plan is known. Until then the region
+    counts as a possible uploader and importer of every image it needs: relays and copies
+    waiting for sources keep waiting, and stop only once no region can still supply one.
+    """
+
+    def __init__(
+        self,
+        run: Run,
+        todo: Mapping[str, Sequence[PreparedImage]],
+        *,
+        cached: Mapping[str, str] | None = None,
+        on_planned: Callable[[dict[str, str]], None] | None = None,
+    ) -> None:
+        self._run = run
+        self.cached = dict(cached or {})  # strategies detected by earlier runs
+        self.unreachable: ConfigurationError | None = None
+        self._on_planned = on_planned  # called once, with every region's strategy
+        self._todo = {region: list(images) for region, images in todo.items() if images}
+        self._unplanned = set(self._todo)
+        self.strategies: dict[str, Strategy] = {}
+        for image in run.images:
+            needing = [region for region, images in self._todo.items() if image in images]
+            run.uploads.expect(image.name, len(needing))
+            run.importers.update((region, image.name) for region in needing)
+
+    @property
+    def regions(self) -> list[str]:
+        """The regions that need a plan: those with images still to publish."""
+        return list(self._todo)
+
+    async def settle(self, region: str, strategy: Strategy | None) -> None:
+        """``region`` is planned (``None``: planning failed); waiters learn what it will do.
+
+        Once every region is planned, :attr:`unreachable` says if some image can never get
+        anywhere (nobody uploads it and no region holds it): the run must stop.
+        """
+        self._unplanned.discard(region)
+        if strategy is not None:
+            self.strategies[region] = strategy
+        if not self._unplanned:
+            if self._on_planned is not None:
+                planned: dict[str, str] = dict(self.strategies)
+                self._on_planned(planned)
+            # Checked before this last plan is applied, so that no waiter has been told yet
+            # that its sources are gone.
+            self.unreachable = self._check_reachable()
+            if self.unreachable is not None:
+                return
+        for image in self._todo[region]:
+            if strategy != "direct":
+                await self._run.uploads.finished(image.name, region, None)
+            if strategy in (None, "copy"):
+                await self._run.done_importing(region, image.name)
+
+    def _check_reachable(self) -> ConfigurationError | None:
+        for image in self._run.images:
+            needing = [r for r, s in self.strategies.items() if image in self._todo[r]]
+            uploaders = [r for r in needing if self.strategies[r] == "direct"]
+            if needing and not uploaders and not self._run.pool.sources(image.name):
+                return ConfigurationError(
+                    "no usable uncensored region: every image must first be uploaded to a "
+                    "region with public OSS access (outside mainland China); select at least "
+                    "one such region with -r"
+                )
+        return None
 
 
 async def plan_region(cloud: Cloud, run: Run, region: str, cached: str | None) -> RegionPlan:

@@ -46,10 +46,15 @@ class Run:
     # (region, image) pairs still importing: each may yet become a copy source.
     importers: set[tuple[str, str]] = field(default_factory=set)
 
+    upload_slots: anyio.CapacityLimiter = field(init=False)
+
     _locks: dict[str, anyio.Lock] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.pool = CopySourcePool(self.options.copy_concurrency)
+        # Waiters are served first come, first served, and pipelines start their images
+        # in order: every image's first uploads are the first to get a slot.
+        self.upload_slots = anyio.CapacityLimiter(self.options.upload_concurrency)
 
     def region_lock(self, region: str) -> anyio.Lock:
         return self._locks.setdefault(region, anyio.Lock())

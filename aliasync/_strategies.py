@@ -124,8 +124,9 @@ async def _direct(cloud: Cloud, job: ImageJob, existing: list[ImageInfo]) -> Ima
     key = run.object_key(image)
     uploaded: UploadedCopy | None = None
     try:
-        run.emit(region, "upload", f"uploading {image.size} bytes", image.name)
-        digest = await cloud.oss.upload_file(region, job.plan.bucket, key, image.path)
+        async with run.upload_slots:
+            run.emit(region, "upload", f"uploading {image.size} bytes", image.name)
+            digest = await cloud.oss.upload_file(region, job.plan.bucket, key, image.path)
         if digest != image.sha256:
             raise PermanentCloudError(
                 "ContentChanged", f"{image.path} changed while it was being uploaded"

@@ -45,7 +45,7 @@ def _identity(path: str) -> tuple[int, str]:
     return Path(path).stat().st_size, file_sha256(Path(path))
 
 
-async def _lib(endpoints_file: str, paths: list[str]) -> dict[str, Any]:
+async def _lib(endpoints_file: str, copy_slots: int, paths: list[str]) -> dict[str, Any]:
     from aliasync import ImportOptions, import_images
     from aliasync._endpoints import Endpoints
 
@@ -55,7 +55,7 @@ async def _lib(endpoints_file: str, paths: list[str]) -> dict[str, Any]:
     report = await import_images(
         paths,
         endpoints=endpoints,
-        options=ImportOptions(name="bench"),
+        options=ImportOptions(name="bench", copy_concurrency=copy_slots),
         on_event=lambda e: events.append((time.monotonic(), e.region, e.stage, e.image, e.message)),
     )
     return {"ready": ready, "end": time.monotonic(), "events": events, "report": report.to_dict()}
@@ -242,53 +242,9 @@ async def _throughput(endpoints_file: str, path: str) -> dict[str, Any]:
     return result
 
 
-def _shared_session_do_action() -> Any:
-    """DaraCore.async_do_action over one long-lived aiohttp session (plain HTTP only).
-
-    For measurement: what connection reuse would save. It keeps the official request
-    composition and fills the same DaraResponse the SDK's models read.
-    """
-    import aiohttp
-    from darabonba.core import DaraCore
-    from darabonba.response import DaraResponse
-
-    sessions: dict[int, aiohttp.ClientSession] = {}
-
-    async def do_action(request: Any, runtime_option: Any = None) -> Any:
-        import asyncio
-
-        runtime = runtime_option or {}
-        loop = id(asyncio.get_running_loop())
-        session = sessions.get(loop)
-        if session is None:
-            session = sessions[loop] = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=100)
-            )
-        timeout = aiohttp.ClientTimeout(
-            sock_read=int(runtime.get("readTimeout") or 10000) / 1000,
-            sock_connect=int(runtime.get("connectTimeout") or 5000) / 1000,
-        )
-        body = request.body.encode() if isinstance(request.body, str) else request.body or b""
-        async with session.request(
-            request.method,
-            DaraCore.compose_url(request),
-            data=body,
-            headers=request.headers,
-            proxy=runtime.get("httpProxy"),
-            timeout=timeout,
-        ) as response:
-            answer = DaraResponse()
-            answer.body = await response.read()
-            answer.headers = {k.lower(): v for k, v in response.headers.items()}
-            answer.status_code, answer.status_message = response.status, response.reason
-            answer.response = response
-        return answer
-
-    return do_action, sessions
-
-
 async def _sdk(endpoints_file: str, calls: int, concurrency: int) -> dict[str, Any]:
-    """Per-call wall time and CPU of DescribeRegions: stock SDK, shared session, raw aiohttp."""
+    """Per-call wall time and CPU of DescribeRegions: stock SDK, aliasync's shared session
+    (:mod:`aliasync._teasession`, as shipped), raw aiohttp."""
     import ssl
     import statistics
 
@@ -300,6 +256,7 @@ async def _sdk(endpoints_file: str, calls: int, concurrency: int) -> dict[str, A
 
     from aliasync._credentials import CredentialSource, tea_config
     from aliasync._endpoints import Endpoints
+    from aliasync._teasession import TeaSession
 
     endpoints = Endpoints.load(Path(endpoints_file))
     config = tea_config(
@@ -355,20 +312,28 @@ async def _sdk(endpoints_file: str, calls: int, concurrency: int) -> dict[str, A
         await client.describe_regions_async(ecs_models.DescribeRegionsRequest())
 
     result: dict[str, Any] = {"calls": calls, "concurrency": concurrency}
+    # Stock first, before aliasync's replacement is even installed.
     result["stock SDK (session per call)"] = await measure(sdk_call)
-    shared, sessions = _shared_session_do_action()
-    darabonba.core.DaraCore.async_do_action = staticmethod(shared)  # type: ignore[method-assign]
+    tea = TeaSession()
+    tea.activate()  # what Cloud.open does: this task and the tasks it starts share a session
     try:
         result["SDK, one shared session"] = await measure(sdk_call)
+        https: dict[str, Any] = {}  # the runtime options a default HTTPS client passes
+        start = time.perf_counter()
+        tea.ssl_context(https, True)  # built on the session's first HTTPS call, and only then
+        result["tls_context_first_ms"] = (time.perf_counter() - start) * 1000
+        start = time.perf_counter()
+        for _ in range(1000):  # what every later HTTPS call pays: a lookup
+            tea.ssl_context(https, True)
+        result["tls_context_shared_us"] = (time.perf_counter() - start) * 1e6 / 1000
     finally:
-        darabonba.core.DaraCore.async_do_action = staticmethod(original)  # type: ignore[method-assign]
-        for session in sessions.values():
-            await session.close()
+        await tea.aclose()
+    routed = darabonba.core.DaraCore.__dict__["async_do_action"]
     darabonba.core.DaraCore.async_do_action = staticmethod(capture)  # type: ignore[method-assign]
     try:
         await sdk_call()  # one signed request to replay (the emulator does not check nonces)
     finally:
-        darabonba.core.DaraCore.async_do_action = staticmethod(original)  # type: ignore[method-assign]
+        darabonba.core.DaraCore.async_do_action = routed  # type: ignore[method-assign]
     request, runtime = captured[0]
     url, body = darabonba.core.DaraCore.compose_url(request), request.body or b""
     async with aiohttp.ClientSession() as session:
@@ -396,7 +361,7 @@ async def _sdk(endpoints_file: str, calls: int, concurrency: int) -> dict[str, A
 def main(argv: list[str]) -> None:
     mode, out, *rest = argv
     if mode == "lib":
-        result = anyio.run(_lib, rest[0], rest[1:])
+        result = anyio.run(_lib, rest[0], int(rest[1]), rest[2:])
     elif mode == "cli":
         result = _cli(rest[1:] if rest[:1] == ["--"] else rest)
     elif mode == "calibrate":

@@ -1,7 +1,9 @@
 """Benchmarks 1 and 2: makespan against the model's lower bound, and API calls per image.
 
 Four images into the emulator's default region map, without faults and with the default fault
-profile, the importer (``import_images``) in its own process. Upload and relay durations are not
+profile, the importer (``import_images``) in its own process; each with one copy slot per source
+region (the 2021 CopyImage documentation) and with five (the current one), the importer told the
+same. The tables are drawn by ``benchmarks/_makespan_tables.py``. Upload and relay durations are not
 in the model (they run at loopback speed), so they are measured first, each alone in an idle
 emulator at the same time scale, and the bounds use those (see aliasync/sim/_bounds.py).
 
@@ -14,19 +16,38 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 from aliasync import inspect_image
-from aliasync.sim import RegionMap, profile
+from aliasync.sim import FaultProfile, RegionMap, profile
 from aliasync.sim._bounds import ImageCost, copy_queue_bound, lower_bound, phase_barrier
 from aliasync.sim.ecs._state import parse_iso
 from benchmarks._harness import Hosted, child, four_images, hosted
 
-PROFILES = ("none", "default")
-SCALES = (50.0, 100.0)  # the first is the headline
-TARGETS = {"none": 1.03, "default": 1.10}
+
+@dataclass(frozen=True)
+class Variant:
+    """One setting of the benchmark: a fault profile and the cloud's copy slots per region."""
+
+    faults: str  # the emulator's fault profile
+    slots: int  # copies a source region runs at once; the importer is told the same
+    scales: tuple[float, ...]  # the first is the headline; two give the time-scale slope
+
+    def model(self) -> FaultProfile:
+        return profile(self.faults).with_(copy_concurrency=self.slots)
+
+
+SCALES = (50.0, 100.0)
+VARIANTS = {
+    "none": Variant("none", 1, SCALES),
+    "default": Variant("default", 1, SCALES),
+    "none, 5 slots": Variant("none", 5, SCALES),
+    "default, 5 slots": Variant("default", 5, SCALES),
+}
+TARGETS = {"none": 1.03, "default": 1.10}  # by fault profile
 POLLS_PER_WAIT = 10  # "adapts": at most this many polls per wait, however long the wait
 KINDS = ("direct", "relay", "copy")
 Event = tuple[float, str, str, str | None, str]  # virtual s, region, stage, image, message
@@ -55,8 +76,8 @@ def costs(paths: list[Path], measured: dict[str, Any], time_scale: float) -> lis
     ]
 
 
-def bounds(images: list[ImageCost], name: str) -> dict[str, Any]:
-    regions, model = RegionMap.load(), profile(name)
+def bounds(images: list[ImageCost], variant: Variant) -> dict[str, Any]:
+    regions, model = RegionMap.load(), variant.model()
     alone = lower_bound(regions, model, images)
     phased = phase_barrier(regions, model, images)
     return {
@@ -68,11 +89,12 @@ def bounds(images: list[ImageCost], name: str) -> dict[str, Any]:
 
 
 async def measure(
-    workdir: Path, paths: list[Path], name: str, time_scale: float, seed: int
+    workdir: Path, paths: list[Path], variant: Variant, time_scale: float, seed: int
 ) -> dict[str, Any]:
     """One run; everything in virtual seconds from the moment import_images was called."""
-    async with hosted(workdir, profile=name, time_scale=time_scale, seed=seed) as host:
-        got = await child(workdir, "lib", host.endpoints_file, *paths)
+    model = variant.model()
+    async with hosted(workdir, profile=model, time_scale=time_scale, seed=seed) as host:
+        got = await child(workdir, "lib", host.endpoints_file, str(variant.slots), *paths)
         return _analyse(host, got)
 
 
@@ -128,7 +150,7 @@ def _analyse(host: Hosted, got: dict[str, Any]) -> dict[str, Any]:
         "strategies": dict(Counter(strategies.values())),
         "calls": _calls(sim, strategies, images),
         "waits": _waits(events),
-        "copy_slots": _copy_slots(copies, done),
+        "copy_slots": _copy_slots(copies, done, sim.ctx.faults.profile.copy_concurrency),
         "last": _last(events, done, copies),
         "faults": dict(sim.faults_injected()["counts"]),
         "leaks": {k: len(v) for k, v in sim.leaks().items() if v},
@@ -156,12 +178,15 @@ def _waits(events: list[Event]) -> dict[str, float]:
     }
 
 
-def _copy_slots(copies: list[Copy], done: dict[tuple[str, str], float]) -> dict[str, float]:
+def _copy_slots(
+    copies: list[Copy], done: dict[tuple[str, str], float], slots: int
+) -> dict[str, float | None]:
     """How the copy slots of source regions were used.
 
     ``queued``: copies whose CopyImage came while the source's slot was busy (a poor pick).
     ``idle``: after a copy ended, how long its source's slot stayed free before the next copy
     from it began — the importer frees a slot only once its poll sees the copy Available.
+    Measured with one slot per source only: with more, copies overlap and gaps mean nothing.
     """
     queued = [start - created for _, created, start, _, _, _ in copies]
     by_source: dict[str, list[tuple[float, float]]] = defaultdict(list)
@@ -176,7 +201,7 @@ def _copy_slots(copies: list[Copy], done: dict[tuple[str, str], float]) -> dict[
         "copies": len(copies),
         "queued": sum(1 for q in queued if q > 1),
         "follow_ups": len(idle),
-        "idle_mean": statistics.mean(idle) if idle else 0.0,
+        "idle_mean": statistics.mean(idle) if idle and slots == 1 else None,
         "notice_mean": statistics.mean(noticed) if noticed else 0.0,
     }
 
@@ -222,20 +247,30 @@ def _calls(sim: Any, strategies: dict[str, str], images: int) -> dict[str, Any]:
 async def run(workdir: Path, *, seed: int = 1) -> dict[str, Any]:
     paths = four_images(workdir)
     keys = [f"{scale:g}" for scale in SCALES]  # JSON-safe keys
-    results: dict[str, Any] = {"seed": seed, "scales": keys, "runs": {}, "images": {}}
+    results: dict[str, Any] = {
+        "seed": seed,
+        "scales": keys,
+        "variants": {k: vars(v) | {"scales": list(v.scales)} for k, v in VARIANTS.items()},
+        "runs": {},
+        "images": {},
+    }
     for key, scale in zip(keys, SCALES, strict=True):
         measured = await calibrate(workdir, paths, scale)
         images = costs(paths, measured, scale)
         results["images"][key] = [vars(i) for i in images]
-        for name in PROFILES:
-            one = await measure(workdir, paths, name, scale, seed)
-            one["bound"] = bounds(images, name)
+        for name, variant in VARIANTS.items():
+            if scale not in variant.scales:
+                continue
+            one = await measure(workdir, paths, variant, scale, seed)
+            one["bound"] = bounds(images, variant)
             results["runs"].setdefault(name, {})[key] = one
         if scale == SCALES[0]:  # the bound against the real cloud: no amplification at all
             real = costs(paths, measured, 1.0)
-            results["real_cloud_bound"] = {name: bounds(real, name) for name in PROFILES}
-    for name in PROFILES:
-        (s1, r1), (s2, r2) = sorted((float(k), r) for k, r in results["runs"][name].items())
+            results["real_cloud_bound"] = {n: bounds(real, v) for n, v in VARIANTS.items()}
+    for name in VARIANTS:
+        if len(results["runs"][name]) < 2:
+            continue
+        (s1, r1), (s2, r2) = sorted((float(k), r) for k, r in results["runs"][name].items())[:2]
         slope = (r2["makespan"] - r1["makespan"]) / (s2 - s1)
         results.setdefault("extrapolated", {})[name] = {
             "makespan": r1["makespan"] + slope * (1 - s1),
@@ -244,210 +279,7 @@ async def run(workdir: Path, *, seed: int = 1) -> dict[str, Any]:
     return results
 
 
-def _table(header: list[str], rows: list[tuple[str, list[str]]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
-    return lines + [f"| {label} | " + " | ".join(values) + " |" for label, values in rows]
-
-
 def markdown(results: dict[str, Any]) -> str:
-    head = results["scales"][0]
-    runs = [results["runs"][n][head] for n in PROFILES]
+    from benchmarks._makespan_tables import markdown as tables
 
-    def each(fmt: Any) -> list[str]:
-        return [fmt(r) for r in runs]
-
-    rows = [
-        (
-            "lower bound, no contention (the issue's bound)",
-            each(lambda r: f"{r['bound']['makespan']:.0f}"),
-        ),
-        (
-            "lower bound respecting copy queues (valid, tighter)",
-            each(lambda r: f"{r['bound']['copy_queue']:.0f}"),
-        ),
-        (
-            "phase-barrier schedule (model, no overheads)",
-            each(lambda r: f"{r['bound']['phase_barrier']:.0f}"),
-        ),
-        ("**measured makespan** (last image done)", each(lambda r: f"**{r['makespan']:.0f}**")),
-        (
-            "measured, cloud side (last image Available)",
-            each(lambda r: f"{r['cloud_makespan']:.0f}"),
-        ),
-        ("measured, run end (after cleanup)", each(lambda r: f"{r['run_end']:.0f}")),
-        (
-            "**makespan / bound** (target)",
-            [
-                f"**{r['makespan'] / r['bound']['makespan']:.2f}** (≤ {TARGETS[n]:.2f})"
-                for n, r in zip(PROFILES, runs, strict=True)
-            ],
-        ),
-        (
-            "makespan / copy-queue bound",
-            each(lambda r: f"{r['makespan'] / r['bound']['copy_queue']:.2f}"),
-        ),
-        (
-            "makespan / phase-barrier",
-            each(lambda r: f"{r['makespan'] / r['bound']['phase_barrier']:.2f}"),
-        ),
-    ]
-    for kind in KINDS:
-        rows.append(
-            (
-                f"latest {kind} image: measured / bound",
-                each(lambda r, k=kind: f"{r['latest'][k]:.0f} / {r['bound']['latest'][k]:.0f}"),
-            )
-        )
-    for label in runs[0]["milestones"]:
-        rows.append((f"when: {label}", each(lambda r, m=label: f"{r['milestones'][m]:.0f}")))
-    rows += [
-        (
-            "copy slots: mean idle s between copies (count)",
-            each(lambda r: f"{r['copy_slots']['idle_mean']:.0f} ({r['copy_slots']['follow_ups']})"),
-        ),
-        (
-            "copies noticed after they ended (mean s)",
-            each(lambda r: f"{r['copy_slots']['notice_mean']:.0f}"),
-        ),
-        ("images published", each(lambda r: f"{r['succeeded']}/{r['pairs']}")),
-        (
-            "faults injected",
-            each(lambda r: ", ".join(f"{k} {v}" for k, v in sorted(r["faults"].items())) or "-"),
-        ),
-        (
-            "leaks after the run",
-            each(lambda r: ", ".join(f"{k} {v}" for k, v in r["leaks"].items()) or "none"),
-        ),
-        (
-            "importer CPU s / peak RSS MB",
-            each(lambda r: f"{r['cpu_seconds']:.1f} / {r['peak_rss_mb']:.0f}"),
-        ),
-    ]
-    lines = [
-        f"Default region map (30 regions: {_mix(runs[0])}), 4 images, seed {results['seed']}, "
-        f"time scale {head}. Virtual seconds from the call of `import_images`.",
-        "",
-        *_table(["", "no faults", "default faults"], rows),
-        "",
-        "Last image done, and its path: ",
-        "",
-        *[f"* {n}: {r['last']}" for n, r in zip(PROFILES, runs, strict=True)],
-        "",
-        "Time-scale dependence (CPU time on the critical path is amplified by the scale):",
-        "",
-    ]
-    scale_rows = []
-    for name in PROFILES:
-        for scale, r in sorted(results["runs"][name].items(), key=lambda kv: float(kv[0])):
-            bound = r["bound"]
-            scale_rows.append(
-                (
-                    f"{name}, scale {scale}",
-                    [
-                        f"{r['makespan']:.0f}",
-                        f"{bound['makespan']:.0f}",
-                        f"{bound['copy_queue']:.0f}",
-                        f"{r['makespan'] / bound['makespan']:.2f}",
-                        f"{r['makespan'] / bound['copy_queue']:.2f}",
-                    ],
-                )
-            )
-        est, bound = results["extrapolated"][name], results["real_cloud_bound"][name]
-        scale_rows.append(
-            (
-                f"{name}, **scale 1 (extrapolated)**",
-                [
-                    f"{est['makespan']:.0f}",
-                    f"{bound['makespan']:.0f}",
-                    f"{bound['copy_queue']:.0f}",
-                    f"**{est['makespan'] / bound['makespan']:.2f}**",
-                    f"**{est['makespan'] / bound['copy_queue']:.2f}**",
-                ],
-            )
-        )
-    lines += _table(
-        ["run", "makespan", "bound", "copy-queue bound", "÷ bound", "÷ copy-queue bound"],
-        scale_rows,
-    )
-    slopes = ", ".join(
-        f"{n} {results['extrapolated'][n]['real_seconds_amplified']:.1f} s" for n in PROFILES
-    )
-    lines += ["", f"Real seconds on the critical path (the fitted slope): {slopes}."]
-    lines += ["", "Each image's upload and relay alone (virtual s at the headline scale):", ""]
-    lines += _table(
-        ["image", "bytes", "upload", "relay"],
-        [
-            (i["name"], [str(i["size"]), f"{i['upload']:.1f}", f"{i['relay']:.1f}"])
-            for i in results["images"][head]
-        ],
-    )
-    lines += ["", "**API economy** (calls per (region, image), at the headline scale):", ""]
-    lines += api_markdown(runs)
-    return "\n".join(lines)
-
-
-def _mix(run: dict[str, Any]) -> str:
-    return ", ".join(f"{run['strategies'].get(k, 0)} {k}" for k in KINDS)
-
-
-def api_markdown(runs: list[dict[str, Any]]) -> list[str]:
-    def each(fmt: Any) -> list[str]:
-        return [fmt(r) for r in runs]
-
-    def kind(r: dict[str, Any], k: str) -> dict[str, float]:
-        return dict(r["calls"]["per_pair_by_kind"].get(k, {}))
-
-    rows = [
-        (
-            "all calls / per (region, image)",
-            each(lambda r: f"{r['calls']['total']} / {r['calls']['per_pair']:.1f}"),
-        )
-    ]
-    actions = list(runs[0]["calls"]["by_action"])
-    actions += [a for r in runs[1:] for a in r["calls"]["by_action"] if a not in actions]
-    rows += [
-        (f"`{a}`", each(lambda r, a=a: str(r["calls"]["by_action"].get(a, 0)))) for a in actions
-    ]
-    for k in KINDS:
-        rows.append(
-            (
-                f"{k} regions: calls per image",
-                each(lambda r, k=k: f"{sum(kind(r, k).values()):.1f}"),
-            )
-        )
-        rows.append(
-            (
-                f"{k} regions: `DescribeImages` per image",
-                each(lambda r, k=k: f"{kind(r, k).get('ecs:DescribeImages', 0):.1f}"),
-            )
-        )
-    rows += [
-        ("import waits: polls per wait, mean wait s", each(lambda r: _per_wait(r, "import"))),
-        ("copy waits: polls per wait, mean wait s", each(lambda r: _per_wait(r, "copy"))),
-        ("answers carrying an injected fault", each(lambda r: str(r["calls"]["faulted"]))),
-        ("`Throttling` answers; median s to the next same call", each(_throttle)),
-    ]
-    return _table(["", "no faults", "default faults"], rows)
-
-
-def polls_per_wait(run: dict[str, Any], kind: str) -> tuple[float, float]:
-    """DescribeImages polls per wait (lookups while planning excluded), and the mean wait (s)."""
-    waits = run["waits"]
-    seconds, count = waits.get(f"{kind}_seconds", 0.0), waits.get(f"{kind}_waits", 0)
-    strategies = ("direct", "relay") if kind == "import" else ("copy",)
-    per = run["calls"]["per_pair_by_kind"]
-    pairs = {s: run["strategies"].get(s, 0) for s in strategies}
-    images = run["pairs"] / max(1, sum(run["strategies"].values()))
-    calls = sum(per.get(s, {}).get("ecs:DescribeImages", 0.0) * n for s, n in pairs.items())
-    polls = (calls - sum(pairs.values())) * images  # less one lookup per pair while planning
-    return (polls / count, seconds / count) if count else (0.0, 0.0)
-
-
-def _per_wait(run: dict[str, Any], kind: str) -> str:
-    polls, wait = polls_per_wait(run, kind)
-    return f"{polls:.1f} per {wait:.0f} s" if wait else "-"
-
-
-def _throttle(run: dict[str, Any]) -> str:
-    gap = run["calls"]["throttle_gap_median"]
-    return f"{run['calls']['throttled']}; " + ("-" if gap is None else f"{gap:.1f}")
+    return tables(results)
