@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+import anyio
 from alibabacloud_ram20150501 import models as m
 from alibabacloud_ram20150501.client import Client
 
@@ -19,6 +20,7 @@ from aliasync._credentials import CredentialSource, tea_config
 from aliasync._endpoints import Endpoints
 from aliasync._exceptions import CloudError
 from aliasync._retry import DEFAULT, RetryPolicy
+from aliasync._teasession import TeaSession
 from aliasync._transport import boundary
 
 __all__ = ["ROLES", "RoleSpec", "SetupReport", "SetupStep", "setup_account"]
@@ -164,8 +166,14 @@ async def setup_account(
     """Create or repair every role in :data:`ROLES`; report what existed, was made or failed."""
     ram = _Ram(endpoints, credentials or CredentialSource(endpoints))
     report = SetupReport()
-    for spec in ROLES:
-        report.steps.extend(await _ensure(ram, spec, dry_run))
+    tea = TeaSession()
+    tea.activate()  # setup runs outside any Cloud: its RAM calls share one session too
+    try:
+        for spec in ROLES:
+            report.steps.extend(await _ensure(ram, spec, dry_run))
+    finally:
+        with anyio.CancelScope(shield=True):
+            await tea.aclose()
     return report
 
 

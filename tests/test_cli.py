@@ -88,6 +88,14 @@ def test_bad_name_is_refused_before_any_cloud_call() -> None:
     assert "aliyun" in done.stderr and "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize("option", ["--copy-concurrency", "--upload-concurrency"])
+def test_a_concurrency_below_one_is_a_usage_error(option: str) -> None:
+    """A concurrency option below 1 is named in one line; exit code 2."""
+    done = run_cli("import", "--sim", option, "0", str(BIOS))
+    assert done.returncode == 2
+    assert option in done.stderr and "Traceback" not in done.stderr
+
+
 def test_bad_endpoints_file_is_a_usage_error(tmp_path: Path) -> None:
     """A malformed endpoints file is named in one line; exit code 2."""
     bad = tmp_path / "endpoints.json"
