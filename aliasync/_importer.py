@@ -226,7 +226,7 @@ class Importer:
                     ImageResult(image.name, image.family, status="error", error=str(exc))
                 )
             run.emit(region, "failed", str(exc))
-        await board.settle(region, plan.strategy if plan else None)
+        await board.settle(region, plan)
         if board.unreachable is not None:
             stop.cancel()
         elif plan is not None:

@@ -8,22 +8,19 @@ themselves: :mod:`aliasync._retry` does, and :mod:`aliasync._transport` maps the
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import os
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
-from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, TypeVar
 
 import anyio
-import anyio.to_thread
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
 from aliasync._credentials import Credentials, CredentialSource
 from aliasync._endpoints import Endpoints
-from aliasync._exceptions import AliasyncError, CloudError, NotFoundError, PermanentCloudError
+from aliasync._exceptions import CloudError, NotFoundError, PermanentCloudError
+from aliasync._oss_upload import UploadBudget, Uploads, content_md5
 from aliasync._retry import DEFAULT, RetryPolicy
 from aliasync._transport import boundary
 
@@ -34,6 +31,11 @@ E = TypeVar("E", bound=CloudError)
 MiB = 2**20
 _MAX_PRESIGN_SECONDS = 3600
 _DELETE_BATCH = 1000  # DeleteObjects takes at most 1000 keys
+# Upload buffers in memory at once, for all of a client's uploads together: 8 parts of 8 MiB.
+# That is two multipart uploads at full speed (4 parts in flight and 1 read ahead each) or
+# eight at one part each. Every upload shares the client's one uplink, which a handful of
+# 8 MiB requests in flight already fills, so more buffers would cost memory and gain nothing.
+UPLOAD_BUFFER_BYTES = 64 * MiB
 
 
 class BucketsForbiddenError(PermanentCloudError):
@@ -44,12 +46,7 @@ def _add_content_md5(request: Any, **_: Any) -> None:
     """Give DeleteObjects the Content-MD5 OSS requires (botocore now sends only a CRC32)."""
     body = request.body if isinstance(request.body, bytes) else b""
     if "Content-MD5" not in request.headers:
-        request.headers["Content-MD5"] = _md5(body)
-
-
-def _md5(data: bytes) -> str:
-    """Content-MD5: OSS checks it, so a part corrupted on the way is refused."""
-    return base64.b64encode(hashlib.md5(data).digest()).decode()
+        request.headers["Content-MD5"] = content_md5(body)
 
 
 def _error(cls: type[E], code: str, message: str, region: str, **where: Any) -> E:
@@ -64,7 +61,11 @@ def _region_from_location(value: object) -> str | None:
 
 
 class OssApi:
-    """OSS buckets and objects in any region."""
+    """OSS buckets and objects in any region.
+
+    ``upload_buffer_bytes`` caps the file bytes held in memory by all uploads together (a
+    part larger than that still goes up, alone); see :data:`UPLOAD_BUFFER_BYTES`.
+    """
 
     def __init__(
         self,
@@ -74,6 +75,7 @@ class OssApi:
         account_id: str = "",
         retry: RetryPolicy | None = None,
         max_connections: int = 32,
+        upload_buffer_bytes: int = UPLOAD_BUFFER_BYTES,
     ) -> None:
         self._endpoints = endpoints
         self._credentials = credentials
@@ -97,6 +99,17 @@ class OssApi:
         )
         self._clients: dict[tuple[str, bool], tuple[Credentials, Any]] = {}
         self._lock = anyio.Lock()
+        self._uploads = Uploads(self, UploadBudget(upload_buffer_bytes))
+
+    @property
+    def upload_buffer_in_use(self) -> int:
+        """Bytes of the upload budget held now (0 once every upload has ended)."""
+        return self._uploads.budget.in_use
+
+    @property
+    def upload_buffer_high_water(self) -> int:
+        """The most bytes of the upload budget ever held at once (at most the budget)."""
+        return self._uploads.budget.high_water
 
     def __repr__(self) -> str:
         return f"OssApi({len(self._clients)} clients)"
@@ -147,6 +160,7 @@ class OssApi:
         fn: Callable[[Any], Awaitable[T]],
         *,
         internal: bool = False,
+        policy: RetryPolicy | None = None,
     ) -> T:
         """``await fn(client)`` for the region's endpoint, retried, errors mapped."""
 
@@ -155,7 +169,7 @@ class OssApi:
             with boundary("oss", action, region):
                 return await fn(client)
 
-        return await self._retry.call_as(f"oss:{action} {region}", once)
+        return await (policy or self._retry).call_as(f"oss:{action} {region}", once)
 
     async def _op(
         self, region: str, operation: str, *, internal: bool = False, **params: Any
@@ -173,10 +187,17 @@ class OssApi:
 
     # -- buckets -----------------------------------------------------------------------------------
 
-    async def create_bucket(self, region: str, name: str) -> None:
-        """Create a bucket in ``region``; a bucket we already own counts as created."""
+    async def create_bucket(
+        self, region: str, name: str, *, policy: RetryPolicy | None = None
+    ) -> None:
+        """Create a bucket in ``region``; a bucket we already own counts as created.
+
+        ``policy`` overrides the retries, e.g. a short one to probe whether OSS answers at all.
+        """
         try:
-            await self._op(region, "create_bucket", Bucket=name)
+            await self._call(
+                region, "CreateBucket", lambda c: c.create_bucket(Bucket=name), policy=policy
+            )
         except BucketsForbiddenError:
             raise
         except PermanentCloudError as exc:
@@ -323,157 +344,13 @@ class OssApi:
         """Upload a file, streamed from disk; return its sha256 (hex).
 
         Files of ``part_size`` or more go up as a multipart upload, ``parallel`` parts at a
-        time (at most ``parallel + 1`` parts are in memory); smaller ones in one PutObject.
+        time (at most ``parallel + 1`` parts are in memory); smaller ones in one PutObject,
+        read once for all the uploads of the same file running at the same time. Every buffer
+        comes out of this client's upload budget (see :class:`OssApi`), waiting for room.
         ``on_progress`` is called with the byte count of each piece as it lands (a delta).
         A failed multipart upload is aborted, even on cancellation.
         """
-        size = (await anyio.Path(path).stat()).st_size
-        if size < part_size:
-            data = await anyio.Path(path).read_bytes()
-            params = {"Bucket": bucket, "Key": key, "Body": data, "ContentMD5": _md5(data)}
-            await self._op(region, "put_object", internal=internal, **params)
-            if on_progress is not None:
-                on_progress(len(data))
-            return hashlib.sha256(data).hexdigest()
-        return await _MultipartUpload(
-            self, region, bucket, key, Path(path), size, internal, part_size, on_progress
-        ).run(max(1, parallel))
-
-
-class _MultipartUpload:
-    """One streamed multipart upload; see :meth:`OssApi.upload_file`."""
-
-    def __init__(
-        self,
-        api: OssApi,
-        region: str,
-        bucket: str,
-        key: str,
-        path: Path,
-        size: int,
-        internal: bool,
-        part_size: int,
-        on_progress: Callable[[int], None] | None,
-    ) -> None:
-        self.api, self.region, self.bucket, self.key = api, region, bucket, key
-        self.path, self.size, self.internal, self.part_size = path, size, internal, part_size
-        self.on_progress = on_progress
-        self.sha256 = hashlib.sha256()
-        self.etags: dict[int, str] = {}
-        self.upload_id = ""
-
-    async def _call(self, action: str, fn: Callable[[Any], Awaitable[T]]) -> T:
-        return await self.api._call(self.region, action, fn, internal=self.internal)
-
-    async def _op(self, operation: str, **params: Any) -> dict[str, Any]:
-        return await self.api._op(
-            self.region, operation, internal=self.internal, Bucket=self.bucket, **params
-        )
-
-    async def run(self, parallel: int) -> str:
-        created = await self._op("create_multipart_upload", Key=self.key)
-        self.upload_id = str(created["UploadId"])
-        try:
-            file: BinaryIO = await anyio.to_thread.run_sync(open, self.path, "rb")
-            try:
-                sent = await self._transfer(file, parallel)
-            finally:
-                file.close()
-            if sent != self.size:
-                message = f"{self.path} changed size during the upload"
-                raise _error(PermanentCloudError, "FileChanged", message, self.region)
-            await self._complete()
-        except BaseException:
-            with anyio.CancelScope(shield=True), suppress(AliasyncError):
-                await self._abort(self.upload_id)
-            raise
-        # A CreateMultipartUpload whose answer was lost (then retried) left an upload behind.
-        page = await self._op("list_multipart_uploads", Prefix=self.key)
-        for upload in page.get("Uploads") or []:
-            if upload.get("Key") == self.key and upload.get("UploadId") != self.upload_id:
-                await self._abort(upload["UploadId"])
-        return self.sha256.hexdigest()
-
-    async def _abort(self, upload_id: str) -> None:
-        await self.api._abort(self.region, self.bucket, self.key, upload_id, self.internal)
-
-    def _read(self, file: BinaryIO) -> tuple[bytes, str]:
-        """Next part and its Content-MD5; hashes the stream in order (runs in a thread)."""
-        data = file.read(self.part_size)
-        self.sha256.update(data)
-        return data, _md5(data)
-
-    async def _transfer(self, file: BinaryIO, parallel: int) -> int:
-        send, receive = anyio.create_memory_object_stream[tuple[int, bytes, str]](0)
-        sent = 0
-        try:
-            async with anyio.create_task_group() as group:
-                for _ in range(parallel):
-                    group.start_soon(self._worker, receive.clone())
-                receive.close()
-                async with send:
-                    number = 1
-                    while True:
-                        data, md5 = await anyio.to_thread.run_sync(self._read, file)
-                        if not data:
-                            break
-                        sent += len(data)
-                        await send.send((number, data, md5))
-                        number += 1
-        except BaseExceptionGroup as group:
-            raise _collapse(group) from None
-        return sent
-
-    async def _worker(self, receive: Any) -> None:
-        async with receive:
-            async for number, data, md5 in receive:
-                answer = await self._op(
-                    "upload_part",
-                    Key=self.key,
-                    UploadId=self.upload_id,
-                    PartNumber=number,
-                    Body=data,
-                    ContentLength=len(data),
-                    ContentMD5=md5,
-                )
-                self.etags[number] = str(answer["ETag"])
-                if self.on_progress is not None:
-                    self.on_progress(len(data))
-
-    async def _complete(self) -> None:
-        parts = [{"PartNumber": n, "ETag": self.etags[n]} for n in sorted(self.etags)]
-        tries = 0
-
-        async def complete(c: Any) -> Any:
-            nonlocal tries
-            tries += 1
-            return await c.complete_multipart_upload(
-                Bucket=self.bucket,
-                Key=self.key,
-                UploadId=self.upload_id,
-                MultipartUpload={"Parts": parts},
-            )
-
-        try:
-            await self._call("CompleteMultipartUpload", complete)
-        except NotFoundError as exc:
-            # An earlier attempt completed the upload but its answer was lost.
-            if exc.code != "NoSuchUpload" or tries < 2:
-                raise
-            head = await self._op("head_object", Key=self.key)
-            if int(head.get("ContentLength", -1)) != self.size:
-                raise
-
-
-def _collapse(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The first aliasync error in a task group's exception group (else the group)."""
-    for leaf in _leaves(group):
-        if isinstance(leaf, AliasyncError):
-            return leaf
-    return group
-
-
-def _leaves(exc: BaseException) -> list[BaseException]:
-    if isinstance(exc, BaseExceptionGroup):
-        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
-    return [exc]
+        return await self._uploads.upload_file(
+            region, bucket, key, path, internal=internal, part_size=part_size,
+            on_progress=on_progress, parallel=parallel,
+        )  # fmt: skip

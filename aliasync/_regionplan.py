@@ -21,6 +21,10 @@ from aliasync._exceptions import (
 )
 from aliasync._oss import BucketsForbiddenError
 from aliasync._report import Strategy
+from aliasync._retry import RetryPolicy
+
+# Three tries within about five seconds: enough to ride out a dropped connection.
+_PROBE = RetryPolicy(attempts=3, timeout=60.0, wait_initial=1.0, wait_max=3.0, wait_jitter=0.5)
 
 if TYPE_CHECKING:
     from aliasync._cloud import Cloud
@@ -36,6 +40,9 @@ class RegionPlan:
     strategy: Strategy
     bucket: str | None = None  # temporary bucket (direct and relay)
     existing: dict[str, list[ImageInfo]] = field(default_factory=dict)  # by image name
+    # False when the strategy was chosen because OSS did not answer: maybe only for now,
+    # so it is used for this run but not remembered for the next.
+    certain: bool = True
 
 
 class PlanBoard:
@@ -61,6 +68,7 @@ class PlanBoard:
         self._todo = {region: list(images) for region, images in todo.items() if images}
         self._unplanned = set(self._todo)
         self.strategies: dict[str, Strategy] = {}
+        self._certain: dict[str, str] = {}  # what is worth remembering for the next run
         for image in run.images:
             needing = [region for region, images in self._todo.items() if image in images]
             run.uploads.expect(image.name, len(needing))
@@ -71,19 +79,21 @@ class PlanBoard:
         """The regions that need a plan: those with images still to publish."""
         return list(self._todo)
 
-    async def settle(self, region: str, strategy: Strategy | None) -> None:
+    async def settle(self, region: str, plan: RegionPlan | None) -> None:
         """``region`` is planned (``None``: planning failed); waiters learn what it will do.
 
         Once every region is planned, :attr:`unreachable` says if some image can never get
         anywhere (nobody uploads it and no region holds it): the run must stop.
         """
         self._unplanned.discard(region)
-        if strategy is not None:
-            self.strategies[region] = strategy
+        strategy = plan.strategy if plan else None
+        if plan is not None:
+            self.strategies[region] = plan.strategy
+            if plan.certain:
+                self._certain[region] = plan.strategy
         if not self._unplanned:
             if self._on_planned is not None:
-                planned: dict[str, str] = dict(self.strategies)
-                self._on_planned(planned)
+                self._on_planned(dict(self._certain))
             # Checked before this last plan is applied, so that no waiter has been told yet
             # that its sources are gone.
             self.unreachable = self._check_reachable()
@@ -115,9 +125,9 @@ async def plan_region(cloud: Cloud, run: Run, region: str, cached: str | None) -
     for image in run.images:
         found = await ecs.find_images(name=image.name)
         existing[image.name] = [i for i in found if i.name == image.name]
-    strategy, bucket = await _detect(cloud, run, region, cached)
+    strategy, bucket, certain = await _detect(cloud, run, region, cached)
     run.emit(region, "plan", f"{strategy} ({_why(strategy)})")
-    return RegionPlan(region, strategy, bucket, existing)
+    return RegionPlan(region, strategy, bucket, existing, certain)
 
 
 def _why(strategy: Strategy) -> str:
@@ -130,29 +140,47 @@ def _why(strategy: Strategy) -> str:
 
 async def _detect(
     cloud: Cloud, run: Run, region: str, cached: str | None
-) -> tuple[Strategy, str | None]:
+) -> tuple[Strategy, str | None, bool]:
+    """The strategy, the temporary bucket, and whether the strategy is worth remembering."""
     if cached == "copy":
-        return "copy", None
+        return "copy", None, True
     bucket = run.bucket_name(region)
     # Registered before the call: a bucket created by a call whose answer was lost is ours too.
     run.buckets[region] = bucket
     try:
-        await cloud.oss.create_bucket(region, bucket)
+        await _create_bucket(cloud, region, bucket)
     except (BucketsForbiddenError, TransientCloudError, PermanentCloudError) as exc:
         # Refused or unreachable: there is no bucket to clean up (a lost answer that did
         # create one leaves a prefixed bucket that the next run's stale cleanup removes).
         del run.buckets[region]
         run.emit(region, "plan", f"no temporary bucket: {_code(exc)}")
-        return "copy", None
+        return "copy", None, not isinstance(exc, TransientCloudError)
     if cached in ("direct", "relay"):
-        return cached, bucket  # type: ignore[return-value]
+        return cached, bucket, True  # type: ignore[return-value]
     if await cloud.oss.check_public_data_access(region, bucket):
-        return "direct", bucket
+        return "direct", bucket, True
     if await cloud.fc.probe(region):
-        return "relay", bucket
+        return "relay", bucket, True
     await cloud.oss.delete_bucket(region, bucket, internal=True)
     del run.buckets[region]
-    return "copy", None
+    return "copy", None, True
+
+
+async def _create_bucket(cloud: Cloud, region: str, bucket: str) -> None:
+    """Create the region's bucket, giving up within seconds where no OSS endpoint answers.
+
+    A region without OSS has no endpoint to connect to, and waiting out the full retry policy
+    there (minutes) would delay its copies by as much. An endpoint that answers with errors
+    is only having a bad moment: it gets the full policy.
+    """
+    try:
+        await cloud.oss.create_bucket(
+            region, bucket, policy=_PROBE.scaled(cloud.endpoints.time_scale)
+        )
+    except TransientCloudError as exc:
+        if exc.code == "ConnectionError":
+            raise
+        await cloud.oss.create_bucket(region, bucket)
 
 
 def _code(exc: CloudError) -> str:

@@ -56,18 +56,21 @@ async def detect_capabilities(cloud: Cloud, regions: Sequence[str]) -> list[Regi
         on_event=on_event,
     )
     found: dict[str, RegionCapability] = {}
+    uncertain: set[str] = set()  # copy only because OSS did not answer: not remembered
 
     async def one(region: str) -> None:
         try:
             # ECS must answer first: without it, nothing can be published here at all.
             await cloud.ecs(region).find_images(name="aliasync-probe")
-            strategy, _ = await _detect(cloud, run, region, None)
+            strategy, _, certain = await _detect(cloud, run, region, None)
         except AliasyncError as exc:
             found[region] = RegionCapability(region, "unreachable", str(exc))
             return
         reason = _why(strategy)
         if strategy == "copy" and notes.get(region):
             reason = f"{reason}: {'; '.join(notes[region])}"
+        if not certain:
+            uncertain.add(region)
         capability: Capability = "copy-only" if strategy == "copy" else strategy
         found[region] = RegionCapability(region, capability, reason)
 
@@ -82,7 +85,7 @@ async def detect_capabilities(cloud: Cloud, regions: Sequence[str]) -> list[Regi
         {
             r.region: "copy" if r.capability == "copy-only" else r.capability
             for r in found.values()
-            if r.capability != "unreachable"
+            if r.capability != "unreachable" and r.region not in uncertain
         }
     )
     return [found[r] for r in sorted(found)]

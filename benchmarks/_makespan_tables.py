@@ -176,8 +176,7 @@ def api_markdown(names: list[str], runs: list[dict[str, Any]]) -> list[str]:
             each(lambda r: f"{r['calls']['total']} / {r['calls']['per_pair']:.1f}"),
         )
     ]
-    actions = list(runs[0]["calls"]["by_action"])
-    actions += [a for r in runs[1:] for a in r["calls"]["by_action"] if a not in actions]
+    actions = list(dict.fromkeys(a for r in runs for a in r["calls"]["by_action"]))
     rows += [
         (f"`{a}`", each(lambda r, a=a: str(r["calls"]["by_action"].get(a, 0)))) for a in actions
     ]

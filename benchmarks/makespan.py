@@ -40,7 +40,7 @@ class Variant:
         return profile(self.faults).with_(copy_concurrency=self.slots)
 
 
-SCALES = (50.0, 100.0)
+SCALES = (20.0, 50.0)  # the first is the headline; the two give the slope
 VARIANTS = {
     "none": Variant("none", 1, SCALES),
     "default": Variant("default", 1, SCALES),

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import anyio
 import pytest
 
 from aliasync import ConfigurationError, ImportReport
+from aliasync._state import state_dir
 from aliasync.sim import FaultRule, Simulator, profile
 from tests.importing import (
     ARM64,
@@ -180,3 +183,29 @@ async def test_fault_campaign_subset_loses_nothing(scenario: str) -> None:
         assert_published(sim, report, [BIOS, UEFI], name="ipxe-campaign", regions=regions)
         assert_no_leaks(sim)
         assert sim.ctx.faults.injected, "the scenario injected no fault"
+
+
+async def test_a_region_without_oss_is_given_up_on_quickly_and_not_remembered() -> None:
+    """No OSS endpoint: three quick CreateBucket tries, then copy; the guess is not cached."""
+    async with Simulator(seed=12, profile="none") as sim:
+        report = await run_import(
+            sim,
+            [BIOS],
+            name="ipxe-probe",
+            regions=("ap-southeast-1", "ap-southeast-8", "cn-heyuan"),
+        )
+        assert report.status == "success", report.to_dict()
+        strategies = {r.region: r.strategy for r in report.regions}
+        assert strategies == {
+            "ap-southeast-1": "direct",
+            "ap-southeast-8": "copy",
+            "cn-heyuan": "copy",
+        }
+        knocks = sum(n for host, n in sim.unresolved_hosts.items() if "ap-southeast-8" in host)
+        # Three tries; aiohttp sends each twice (it repeats an idempotent request once when
+        # the connection drops). The full retry policy makes twenty.
+        assert 1 <= knocks <= 6, sim.unresolved_hosts
+        assert_no_leaks(sim)
+    cache = json.loads((state_dir() / "capabilities.json").read_text())
+    (remembered,) = cache.values()
+    assert remembered == {"ap-southeast-1": "direct", "cn-heyuan": "copy"}

@@ -211,6 +211,11 @@ class Simulator:
         """TCP connections that have carried at least one request, since the start."""
         return self._server.connections
 
+    @property
+    def unresolved_hosts(self) -> dict[str, int]:
+        """Requests for hostnames the emulator does not serve (DNS would fail), by host."""
+        return dict(self._server.unresolved)
+
     def has_leaks(self) -> bool:
         return any(self.leaks().values())
 

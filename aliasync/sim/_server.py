@@ -120,6 +120,9 @@ class SimServer:
         # Connections that carried a request: keep-alive reuse by clients shows as fewer.
         self.connections = 0
         self._seen: weakref.WeakSet[Any] = weakref.WeakSet()
+        # Requests for hostnames nobody serves, by host: how hard clients knock on a door
+        # that DNS would not even show them.
+        self.unresolved: Counter[str] = Counter()
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         app = web.Application(client_max_size=64 * 2**20)
@@ -164,13 +167,15 @@ class SimServer:
         for service in self.services:
             try:
                 route = service.route(request)
-            except DropConnection:
+            except DropConnection:  # a service's hostname, for a region it is not in
+                self.unresolved[request.host] += 1
                 return self._drop(raw)
             except SimError as error:
                 return service.error_response(request, error)
             if route is not None:
                 return await self._dispatch(service, request, route)
         # Nobody serves this hostname: as if DNS did not resolve it.
+        self.unresolved[request.host] += 1
         return self._drop(raw)
 
     async def _dispatch(
