@@ -1,17 +1,14 @@
 """Uploads to OSS under one memory budget: the file bytes read from disk and not yet sent.
 
-Every upload of an :class:`~aliasync._oss.OssApi` takes its buffers from one
-:class:`UploadBudget`, so the importer's memory grows neither with the image size nor with the
-number of regions uploading at once: a buffer is reserved before its bytes are read and given
-back when the request that sends it has ended, however it ended. A file smaller than a part is
-read once and shared by every upload of it running at the same time (N regions, one copy in
-memory); bigger files go up as multipart uploads, streamed part by part.
+All uploads of an :class:`~aliasync._oss.OssApi` take their buffers from one
+:class:`UploadBudget`, so memory grows neither with the image size nor with the number of
+regions uploading: a buffer is reserved before its bytes are read and given back when the
+request sending it has ended, however it ended. A file smaller than a part is read once for
+all its uploads running at the same time; bigger ones go up as multipart uploads.
 
-Two things keep the memory actually used close to what the budget counts. Buffers are
-anonymous memory maps, returned to the system as soon as the last reference goes: ``bytes``
-read in worker threads land in per-thread malloc arenas that keep freed blocks, which made
-the importer's peak RSS twice the bytes it held. And request bodies are never copied whole
-(see :class:`_Body`).
+Buffers are anonymous memory maps, returned to the system with their last reference (``bytes``
+read in worker threads stay in per-thread malloc arenas once freed, which doubled peak RSS),
+and request bodies are never copied whole (:class:`_Body`): memory used is what is budgeted.
 """
 
 from __future__ import annotations
@@ -21,13 +18,12 @@ import hashlib
 import io
 import mmap
 import os
-import sys
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import anyio
 import anyio.lowlevel
@@ -40,7 +36,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Lease", "UploadBudget", "Uploads", "content_md5"]
 
-T = TypeVar("T")
 Buffer: TypeAlias = bytes | mmap.mmap
 
 
@@ -56,37 +51,27 @@ def _file_changed(path: Path, region: str) -> PermanentCloudError:
 
 def _new_buffer(length: int) -> mmap.mmap:
     """Anonymous memory, given back to the system when the last reference to it goes."""
-    if sys.platform == "win32":
-        return mmap.mmap(-1, length)
     # Linux: map the pages at once rather than fault them in 4 KiB at a time as the read fills
     # them (about a quarter less system CPU time per uploaded GB, measured here).
     populate: int = getattr(mmap, "MAP_POPULATE", 0)
     return mmap.mmap(-1, length, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | populate)
 
 
-def _read_buffer(file: io.FileIO, length: int) -> Buffer | None:
+def _read_buffer(file: io.BufferedReader, length: int) -> Buffer | None:
     """The next ``length`` bytes of ``file`` in a buffer of their own; None if it ends first."""
     if length == 0:
         return b""
     buffer = _new_buffer(length)
-    with memoryview(buffer) as view:
-        filled = 0
-        while filled < length:
-            got = file.readinto(view[filled:])
-            if not got:
-                return None
-            filled += got
-    return buffer
+    return buffer if file.readinto(buffer) == length else None  # fills it unless at the end
 
 
 class _Body:
     """A request body over a buffer held elsewhere, never copied whole.
 
-    Plain ``bytes`` would be: botocore wraps them in a ``BytesIO``, whose buffer aiohttp then
-    unshares (one copy per request and attempt, outside any budget). This object is a file to
-    botocore, which reads it in pieces for the SigV4 payload hash and seeks back, and an async
-    iterable to aiohttp, which sends it as slices of the same buffer. Each iteration starts
-    from the beginning, so a retry sends the same object again.
+    Plain ``bytes`` would be: botocore wraps them in a ``BytesIO`` that aiohttp unshares (a copy
+    per request and attempt, outside any budget). This is a file to botocore, which reads it in
+    pieces for the SigV4 payload hash and seeks back, and an async iterable to aiohttp, which
+    sends slices of the same buffer, from the start each time (so a retry can send it again).
     """
 
     CHUNK = 64 * 1024  # as aiohttp's own file payloads: bounds the copy a full socket buffer makes
@@ -123,8 +108,6 @@ class _Body:
 class Lease:
     """Bytes held in an :class:`UploadBudget`; :meth:`release` gives them back (only once)."""
 
-    __slots__ = ("_budget", "size")
-
     def __init__(self, budget: UploadBudget, size: int) -> None:
         self._budget: UploadBudget | None = budget
         self.size = size
@@ -143,13 +126,12 @@ class _Waiter:
 
 
 class UploadBudget:
-    """A byte budget for upload buffers, granted first come, first served.
+    """A byte budget for upload buffers, granted first come, first served (event loop only).
 
-    Each reservation is one grant of its full size, never built up piece by piece, so uploads
-    cannot each hold part of the budget while waiting for the rest of it. A reservation larger
-    than the whole budget is clamped to it: it waits until everything else has been given back
-    and then runs alone, slow but never stuck. Waiters are served in order, so a large
-    reservation is not starved by a stream of small ones. Event loop only, not thread-safe.
+    A reservation is granted whole, never piece by piece, so uploads cannot each hold some of
+    the budget while waiting for more. One larger than the budget is clamped to it: it waits for
+    everything else to be given back, then runs alone, slow but never stuck. Served in order, a
+    large reservation is not starved by a stream of small ones.
     """
 
     def __init__(self, total: int) -> None:
@@ -159,9 +141,6 @@ class UploadBudget:
         self.in_use = 0
         self.high_water = 0
         self._queue: deque[_Waiter] = deque()
-
-    def __repr__(self) -> str:
-        return f"UploadBudget({self.in_use}/{self.total} bytes, {len(self._queue)} waiting)"
 
     async def reserve(self, size: int) -> Lease:
         """Wait until ``size`` bytes (at most the whole budget) are free; hold them."""
@@ -233,14 +212,15 @@ class Uploads:
     ) -> str:
         """See :meth:`aliasync._oss.OssApi.upload_file`."""
         stat = await anyio.Path(path).stat()
-        if stat.st_size >= part_size:
+        size = stat.st_size
+        if size >= part_size:
             upload = _MultipartUpload(
-                self, region, bucket, key, Path(path), stat.st_size, internal, part_size
+                self, region, bucket, key, internal, Path(path), size, part_size, on_progress
             )
-            return await upload.run(max(1, parallel), on_progress)
+            return await upload.run(max(1, parallel))
         # This version of this file: one that is rewritten meanwhile gets an entry of its own.
-        identity = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
-        shared = await self._join(identity, Path(path), stat.st_size, region)
+        identity = (stat.st_dev, stat.st_ino, size, stat.st_mtime_ns)
+        shared = await self._join(identity, Path(path), size, region)
         data, sha256 = shared.data, shared.sha256
         assert data is not None
         try:
@@ -275,8 +255,7 @@ class Uploads:
     def _leave(self, identity: tuple[int, ...], shared: _SharedFile) -> None:
         shared.users -= 1
         if shared.users == 0:
-            if self._shared.get(identity) is shared:
-                del self._shared[identity]
+            del self._shared[identity]  # only ever replaced once it has no users left
             if shared.lease is not None:
                 shared.lease.release()
             shared.data = None
@@ -284,52 +263,45 @@ class Uploads:
 
 def _read_small(path: Path, size: int) -> tuple[Buffer, str, str] | None:
     """The whole file, its Content-MD5 and SHA-256; None if it is not ``size`` bytes long."""
-    with io.FileIO(path) as file:
+    with path.open("rb") as file:
         data = _read_buffer(file, size)
         if data is None or file.read(1):
             return None
     return data, content_md5(data), hashlib.sha256(data).hexdigest()
 
 
+@dataclass(eq=False)
 class _MultipartUpload:
     """One streamed multipart upload; see :meth:`aliasync._oss.OssApi.upload_file`."""
 
-    def __init__(
-        self,
-        uploads: Uploads,
-        region: str,
-        bucket: str,
-        key: str,
-        path: Path,
-        size: int,
-        internal: bool,
-        part_size: int,
-    ) -> None:
-        self.api, self.budget = uploads.api, uploads.budget
-        self.region, self.bucket, self.key = region, bucket, key
-        self.path, self.size, self.internal, self.part_size = path, size, internal, part_size
-        self.sha256 = hashlib.sha256()
-        self.etags: dict[int, str] = {}
-        self.upload_id = ""
-        # Every lease this upload took, so that all go back whatever ends it: a part whose
-        # sender task was cancelled before it started never runs the sender's own release.
-        self.leases: list[Lease] = []
-
-    async def _call(self, action: str, fn: Callable[[Any], Awaitable[T]]) -> T:
-        return await self.api._call(self.region, action, fn, internal=self.internal)
+    uploads: Uploads
+    region: str
+    bucket: str
+    key: str
+    internal: bool
+    path: Path
+    size: int
+    part_size: int
+    on_progress: Callable[[int], None] | None
+    sha256: Any = field(default_factory=hashlib.sha256)
+    etags: dict[int, str] = field(default_factory=dict)
+    upload_id: str = ""
+    # Every lease this upload took, so that all go back whatever ends it: a part whose sender
+    # task was cancelled before it started never runs the sender's own release.
+    leases: list[Lease] = field(default_factory=list)
 
     async def _op(self, operation: str, **params: Any) -> dict[str, Any]:
-        return await self.api._op(
+        return await self.uploads.api._op(
             self.region, operation, internal=self.internal, Bucket=self.bucket, **params
         )
 
-    async def run(self, parallel: int, on_progress: Callable[[int], None] | None) -> str:
+    async def run(self, parallel: int) -> str:
         created = await self._op("create_multipart_upload", Key=self.key)
         self.upload_id = str(created["UploadId"])
         try:
-            file = await anyio.to_thread.run_sync(io.FileIO, self.path)
+            file = await anyio.to_thread.run_sync(self.path.open, "rb")
             try:
-                await self._transfer(file, parallel, on_progress)
+                await self._transfer(file, anyio.Semaphore(parallel))
             finally:
                 file.close()
             await self._complete()
@@ -342,12 +314,12 @@ class _MultipartUpload:
         for upload in page.get("Uploads") or []:
             if upload.get("Key") == self.key and upload.get("UploadId") != self.upload_id:
                 await self._abort(upload["UploadId"])
-        return self.sha256.hexdigest()
+        return str(self.sha256.hexdigest())
 
     async def _abort(self, upload_id: str) -> None:
-        await self.api._abort(self.region, self.bucket, self.key, upload_id, self.internal)
+        await self.uploads.api._abort(self.region, self.bucket, self.key, upload_id, self.internal)
 
-    def _read(self, file: io.FileIO, length: int) -> tuple[Buffer, str]:
+    def _read(self, file: io.BufferedReader, length: int) -> tuple[Buffer, str]:
         """The next part and its Content-MD5; hashes the stream in order (runs in a thread)."""
         data = _read_buffer(file, length)
         if data is None:
@@ -355,25 +327,22 @@ class _MultipartUpload:
         self.sha256.update(data)
         return data, content_md5(data)
 
-    def _check_end(self, file: io.FileIO) -> None:
+    def _check_end(self, file: io.BufferedReader) -> None:
         """Bytes appended since the file was measured would be left out silently: refuse."""
         if file.read(1):
             raise _file_changed(self.path, self.region)
 
-    async def _transfer(
-        self, file: io.FileIO, parallel: int, on_progress: Callable[[int], None] | None
-    ) -> None:
-        """Read part by part, one ahead of ``parallel`` parts being sent."""
-        senders = anyio.Semaphore(parallel)
+    async def _transfer(self, file: io.BufferedReader, senders: anyio.Semaphore) -> None:
+        """Read part by part, one ahead of the parts being sent (as many as ``senders``)."""
         try:
             async with anyio.create_task_group() as group:
                 for number, offset in enumerate(range(0, self.size, self.part_size), 1):
                     length = min(self.part_size, self.size - offset)
-                    lease = await self.budget.reserve(length)  # before the bytes exist
+                    lease = await self.uploads.budget.reserve(length)  # before the read
                     self.leases.append(lease)
                     data, md5 = await anyio.to_thread.run_sync(self._read, file, length)
                     await senders.acquire()
-                    group.start_soon(self._send, number, data, md5, lease, senders, on_progress)
+                    group.start_soon(self._send, number, data, md5, lease, senders)
                     # The sender owns the part now: a reference kept here while waiting for the
                     # next lease would keep its bytes alive after the sender gave them back.
                     del data
@@ -386,48 +355,35 @@ class _MultipartUpload:
             self.leases.clear()
 
     async def _send(
-        self,
-        number: int,
-        data: Buffer,
-        md5: str,
-        lease: Lease,
-        senders: anyio.Semaphore,
-        on_progress: Callable[[int], None] | None,
+        self, number: int, data: Buffer, md5: str, lease: Lease, senders: anyio.Semaphore
     ) -> None:
         try:
             # A retry sends this same buffer again, under the same lease.
             answer = await self._op(
-                "upload_part",
-                Key=self.key,
-                UploadId=self.upload_id,
-                PartNumber=number,
-                Body=_Body(data),
-                ContentLength=len(data),
-                ContentMD5=md5,
-            )
+                "upload_part", Key=self.key, UploadId=self.upload_id, PartNumber=number,
+                Body=_Body(data), ContentLength=len(data), ContentMD5=md5,
+            )  # fmt: skip
         finally:
             lease.release()
             senders.release()
         self.etags[number] = str(answer["ETag"])
-        if on_progress is not None:
-            on_progress(len(data))
+        if self.on_progress is not None:
+            self.on_progress(len(data))
 
     async def _complete(self) -> None:
-        parts = [{"PartNumber": n, "ETag": self.etags[n]} for n in sorted(self.etags)]
+        done = {"Parts": [{"PartNumber": n, "ETag": self.etags[n]} for n in sorted(self.etags)]}
         tries = 0
 
         async def complete(c: Any) -> Any:
             nonlocal tries
             tries += 1
             return await c.complete_multipart_upload(
-                Bucket=self.bucket,
-                Key=self.key,
-                UploadId=self.upload_id,
-                MultipartUpload={"Parts": parts},
+                Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, MultipartUpload=done
             )
 
         try:
-            await self._call("CompleteMultipartUpload", complete)
+            action = "CompleteMultipartUpload"
+            await self.uploads.api._call(self.region, action, complete, internal=self.internal)
         except NotFoundError as exc:
             # An earlier attempt completed the upload but its answer was lost.
             if exc.code != "NoSuchUpload" or tries < 2:
@@ -439,13 +395,7 @@ class _MultipartUpload:
 
 def _collapse(group: BaseExceptionGroup[BaseException]) -> BaseException:
     """The first aliasync error in a task group's exception group (else the group)."""
-    for leaf in _leaves(group):
-        if isinstance(leaf, AliasyncError):
-            return leaf
-    return group
-
-
-def _leaves(exc: BaseException) -> list[BaseException]:
-    if isinstance(exc, BaseExceptionGroup):
-        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
-    return [exc]
+    first: BaseException | None = group.split(AliasyncError)[0]
+    while isinstance(first, BaseExceptionGroup):
+        first = first.exceptions[0]
+    return first or group
