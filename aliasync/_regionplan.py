@@ -64,7 +64,7 @@ class PlanBoard:
         self._run = run
         self.cached = dict(cached or {})  # strategies detected by earlier runs
         self.unreachable: ConfigurationError | None = None
-        self._on_planned = on_planned  # called once, with every region's strategy
+        self._on_planned = on_planned  # called once, with the strategies worth caching
         self._todo = {region: list(images) for region, images in todo.items() if images}
         self._unplanned = set(self._todo)
         self.strategies: dict[str, Strategy] = {}
@@ -107,7 +107,7 @@ class PlanBoard:
 
     def _check_reachable(self) -> ConfigurationError | None:
         for image in self._run.images:
-            needing = [r for r, s in self.strategies.items() if image in self._todo[r]]
+            needing = [r for r in self.strategies if image in self._todo[r]]
             uploaders = [r for r in needing if self.strategies[r] == "direct"]
             if needing and not uploaders and not self._run.pool.sources(image.name):
                 return ConfigurationError(
