@@ -12,7 +12,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-import anyio
 from alibabacloud_ram20150501 import models as m
 from alibabacloud_ram20150501.client import Client
 
@@ -166,14 +165,9 @@ async def setup_account(
     """Create or repair every role in :data:`ROLES`; report what existed, was made or failed."""
     ram = _Ram(endpoints, credentials or CredentialSource(endpoints))
     report = SetupReport()
-    tea = TeaSession()
-    tea.activate()  # setup runs outside any Cloud: its RAM calls share one session too
-    try:
+    async with TeaSession():  # setup runs outside any Cloud: its RAM calls share one session too
         for spec in ROLES:
             report.steps.extend(await _ensure(ram, spec, dry_run))
-    finally:
-        with anyio.CancelScope(shield=True):
-            await tea.aclose()
     return report
 
 

@@ -31,6 +31,7 @@ from contextvars import ContextVar
 from typing import Any
 
 import aiohttp
+import anyio
 import certifi
 from darabonba.core import DaraCore
 from darabonba.exceptions import RetryError
@@ -83,6 +84,15 @@ class TeaSession:
         if not any(scope is self for scope in _chain(current)):
             self._previous = current
         _active.set(self)
+
+    async def __aenter__(self) -> TeaSession:
+        """Active for the block (for code that runs outside a Cloud, e.g. account setup)."""
+        self.activate()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        with anyio.CancelScope(shield=True):
+            await self.aclose()
 
     async def aclose(self) -> None:
         """Close the session; later calls in contexts that still see it use the previous one."""
