@@ -15,9 +15,9 @@ from aliasync._exceptions import (
     TransientCloudError,
     UsageError,
 )
-from aliasync._importer import Importer, ImportOptions, import_images
-from aliasync._inspect import DiskImage, inspect_image
-from aliasync._report import Event, ImageResult, ImportReport, RegionResult
+from aliasync.disk._inspect import DiskImage, inspect_image
+from aliasync.pipeline._orchestrator import Importer, ImportOptions, import_images
+from aliasync.pipeline._report import Event, ImageResult, ImportReport, RegionResult
 
 __all__ = [
     "AliasyncError",

@@ -4,6 +4,6 @@ from __future__ import annotations
 
 import sys
 
-from aliasync._cli import main
+from aliasync.cli._main import main
 
 sys.exit(main())

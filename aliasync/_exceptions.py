@@ -15,7 +15,7 @@
             └── NotFoundError        the resource does not exist
 
 Foreign exceptions (aiohttp, botocore, the tea SDK) are mapped to this tree at exactly one
-boundary, ``aliasync._transport``, with ``raise ... from``.
+boundary, ``aliasync.cloud._transport``, with ``raise ... from``.
 """
 
 from __future__ import annotations

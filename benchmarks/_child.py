@@ -40,14 +40,14 @@ def _usage() -> dict[str, float]:
 
 def _identity(path: str) -> tuple[int, str]:
     """Size and SHA-256 of a file, as the relay's event needs them."""
-    from aliasync._prepare import file_sha256
+    from aliasync.pipeline._prepare import file_sha256
 
     return Path(path).stat().st_size, file_sha256(Path(path))
 
 
 async def _lib(endpoints_file: str, copy_slots: int, paths: list[str]) -> dict[str, Any]:
     from aliasync import ImportOptions, import_images
-    from aliasync._endpoints import Endpoints
+    from aliasync.cloud._endpoints import Endpoints
 
     events: list[tuple[float, str, str, str | None, str]] = []
     endpoints = Endpoints.load(Path(endpoints_file))
@@ -62,7 +62,7 @@ async def _lib(endpoints_file: str, copy_slots: int, paths: list[str]) -> dict[s
 
 
 def _cli(argv: list[str]) -> dict[str, Any]:
-    from aliasync._cli import main
+    from aliasync.cli._main import main
 
     ready = time.monotonic()
     code = main(argv)
@@ -73,11 +73,11 @@ async def _calibrate(
     endpoints_file: str, source: str, target: str, paths: list[str]
 ) -> dict[str, Any]:
     """Each image uploaded alone (best of 3), then relayed alone (warm function, best of 2)."""
-    from aliasync._credentials import CredentialSource
-    from aliasync._endpoints import Endpoints
-    from aliasync._fc import FcApi
-    from aliasync._oss import OssApi
-    from aliasync._relay.package import HANDLER, relay_event, relay_zip
+    from aliasync.cloud._credentials import CredentialSource
+    from aliasync.cloud._endpoints import Endpoints
+    from aliasync.cloud._fc import FcApi
+    from aliasync.cloud._oss import OssApi
+    from aliasync.relay.package import HANDLER, relay_event, relay_zip
 
     endpoints = Endpoints.load(Path(endpoints_file))
     credentials = CredentialSource(endpoints)
@@ -136,7 +136,7 @@ def _boto3_client(endpoints_file: str, region: str) -> Any:
     import boto3
     from botocore.config import Config
 
-    from aliasync._endpoints import Endpoints
+    from aliasync.cloud._endpoints import Endpoints
 
     endpoints = Endpoints.load(Path(endpoints_file))
     host = endpoints.region(region, endpoints.account_id or "0").oss_public
@@ -159,11 +159,11 @@ def _boto3_client(endpoints_file: str, region: str) -> Any:
 
 async def _throughput(endpoints_file: str, path: str) -> dict[str, Any]:
     """aliasync's and boto3's uploads of one file, alternated; then the relay of it."""
-    from aliasync._credentials import CredentialSource
-    from aliasync._endpoints import Endpoints
-    from aliasync._fc import FcApi
-    from aliasync._oss import OssApi
-    from aliasync._relay.package import HANDLER, relay_event, relay_zip
+    from aliasync.cloud._credentials import CredentialSource
+    from aliasync.cloud._endpoints import Endpoints
+    from aliasync.cloud._fc import FcApi
+    from aliasync.cloud._oss import OssApi
+    from aliasync.relay.package import HANDLER, relay_event, relay_zip
 
     endpoints = Endpoints.load(Path(endpoints_file))
     credentials = CredentialSource(endpoints)
@@ -244,7 +244,7 @@ async def _throughput(endpoints_file: str, path: str) -> dict[str, Any]:
 
 async def _sdk(endpoints_file: str, calls: int, concurrency: int) -> dict[str, Any]:
     """Per-call wall time and CPU of DescribeRegions: stock SDK, aliasync's shared session
-    (:mod:`aliasync._teasession`, as shipped), raw aiohttp."""
+    (:mod:`aliasync.cloud._teasession`, as shipped), raw aiohttp."""
     import ssl
     import statistics
 
@@ -254,9 +254,9 @@ async def _sdk(endpoints_file: str, calls: int, concurrency: int) -> dict[str, A
     from alibabacloud_ecs20140526 import models as ecs_models
     from alibabacloud_ecs20140526.client import Client
 
-    from aliasync._credentials import CredentialSource, tea_config
-    from aliasync._endpoints import Endpoints
-    from aliasync._teasession import TeaSession
+    from aliasync.cloud._credentials import CredentialSource, tea_config
+    from aliasync.cloud._endpoints import Endpoints
+    from aliasync.cloud._teasession import TeaSession
 
     endpoints = Endpoints.load(Path(endpoints_file))
     config = tea_config(

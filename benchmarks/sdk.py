@@ -3,7 +3,7 @@
 DescribeRegions through the official ECS client against the emulator (no faults, time scale
 10000, so the modelled API latency is 8 µs), three ways: the stock SDK (a new aiohttp session
 and connector, so a new TCP connection, for every call), the same SDK calls over aliasync's
-shared session as shipped (:mod:`aliasync._teasession`, which every Cloud activates), and the
+shared session as shipped (:mod:`aliasync.cloud._teasession`, which every Cloud activates), and the
 same signed request replayed with raw aiohttp over one session.
 """
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from aliasync import ImportOptions, ImportReport, import_images, inspect_image
-from aliasync._endpoints import Endpoints
+from aliasync.cloud._endpoints import Endpoints
 from aliasync.sim import Simulator
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

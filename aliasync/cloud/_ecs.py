@@ -1,0 +1,400 @@
+"""ECS image operations for one region, over the official async client.
+
+Every call is retried by :mod:`aliasync.cloud._retry` and its errors mapped by
+:mod:`aliasync.cloud._transport`. Calls that are not naturally idempotent are made safe to retry:
+ImportImage and CopyImage carry a client token; deletes treat "not found" as done.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import anyio
+from alibabacloud_ecs20140526 import models as m
+from alibabacloud_ecs20140526.client import Client
+
+from aliasync._exceptions import CloudError, NotFoundError, PermanentCloudError, TransientCloudError
+from aliasync.cloud._credentials import CredentialSource, tea_config
+from aliasync.cloud._endpoints import Endpoints
+from aliasync.cloud._polling import MIN_INTERVAL, PollSchedule, Sighting
+from aliasync.cloud._retry import DEFAULT, RetryPolicy
+from aliasync.cloud._transport import boundary
+
+__all__ = ["ALL_STATUSES", "EcsApi", "ImageFailedError", "ImageInfo", "ImageTimeoutError"]
+
+ALL_STATUSES = "Creating,Waiting,Available,UnAvailable,CreateFailed,Deprecated"
+_FAILED_STATUSES = frozenset({"CreateFailed", "UnAvailable"})
+_SHARE_CHUNK = 10  # ModifyImageSharePermission ignores accounts beyond the 10th
+_TAG_CHUNK = 50  # TagResources takes at most 50 resource IDs
+_PAGE = 100
+# An image can take a moment to appear in DescribeImages after ImportImage/CopyImage answers.
+_APPEAR_GRACE = 60.0
+
+
+class ImageFailedError(PermanentCloudError):
+    """An image import or copy ended in failure (CreateFailed, UnAvailable, task Failed)."""
+
+
+class ImageTimeoutError(TransientCloudError):
+    """An image did not become Available in time; waiting longer may still succeed."""
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What DescribeImages says about one image."""
+
+    image_id: str
+    name: str
+    family: str | None
+    status: str
+    progress: int  # percent
+    boot_mode: str | None
+    architecture: str | None
+    is_public: bool
+    snapshot_ids: tuple[str, ...]
+    creation_time: str | None
+    nvme_support: bool
+    size_gib: int | None
+
+    @classmethod
+    def from_api(cls, item: Mapping[str, Any]) -> ImageInfo:
+        """Build from one ``Images.Image[]`` entry (wire keys)."""
+        mappings = (item.get("DiskDeviceMappings") or {}).get("DiskDeviceMapping") or []
+        progress = str(item.get("Progress") or "0").rstrip("%").strip() or "0"
+        size = item.get("Size")
+        return cls(
+            image_id=str(item["ImageId"]),
+            name=str(item.get("ImageName") or ""),
+            family=item.get("ImageFamily") or None,
+            status=str(item.get("Status") or ""),
+            progress=int(float(progress)) if progress.replace(".", "", 1).isdigit() else 0,
+            boot_mode=item.get("BootMode") or None,
+            architecture=item.get("Architecture") or None,
+            is_public=_truthy(item.get("IsPublic")),
+            snapshot_ids=tuple(str(d["SnapshotId"]) for d in mappings if d.get("SnapshotId")),
+            creation_time=item.get("CreationTime") or None,
+            nvme_support=(item.get("Features") or {}).get("NvmeSupport") == "supported",
+            size_gib=int(size)
+            if isinstance(size, int | float | str) and str(size).isdigit()
+            else None,
+        )
+
+
+def _remain_time(item: Mapping[str, Any]) -> float | None:
+    """The longest positive ``RemainTime`` of an image's disks (seconds), if any is reported."""
+    mappings = (item.get("DiskDeviceMappings") or {}).get("DiskDeviceMapping") or []
+    remains = [float(r) for d in mappings if isinstance(r := d.get("RemainTime"), int | float)]
+    return max((r for r in remains if r > 0), default=None)
+
+
+def _truthy(value: object) -> bool:
+    return value is True or str(value).lower() == "true"
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class EcsApi:
+    """ECS in one region."""
+
+    def __init__(
+        self,
+        endpoints: Endpoints,
+        credentials: CredentialSource,
+        region: str,
+        *,
+        account_id: str = "",
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.region = region
+        self._time_scale = endpoints.time_scale
+        self._retry = retry or DEFAULT.scaled(endpoints.time_scale)
+        host = endpoints.region(region, account_id or endpoints.account_id or "0").ecs
+        self._client = Client(tea_config(endpoints, credentials, host, region=region))
+
+    def __repr__(self) -> str:
+        return f"EcsApi({self.region!r})"
+
+    async def _call(self, action: str, fn: Callable[[], Awaitable[Any]]) -> dict[str, Any]:
+        """Run one API call (retried, errors mapped); return the response body as wire keys."""
+
+        async def once() -> dict[str, Any]:
+            with boundary("ecs", action, self.region):
+                response = await fn()
+                body: dict[str, Any] = response.body.to_map() if response.body else {}
+                return body
+
+        return await self._retry.call_as(f"ecs:{action} {self.region}", once)
+
+    # -- regions and images --------------------------------------------------------------------
+
+    async def describe_regions(self) -> list[str]:
+        """Every region ID ECS offers to this account."""
+        body = await self._call(
+            "DescribeRegions",
+            lambda: self._client.describe_regions_async(m.DescribeRegionsRequest()),
+        )
+        return [str(r["RegionId"]) for r in (body.get("Regions") or {}).get("Region") or []]
+
+    async def find_images(
+        self,
+        *,
+        name: str | None = None,
+        family: str | None = None,
+        image_id: str | None = None,
+        status: str = ALL_STATUSES,
+    ) -> list[ImageInfo]:
+        """This account's images matching every given filter (all pages; exact name match)."""
+        items = await self._describe_images(
+            image_name=name, image_family=family, image_id=image_id, status=status
+        )
+        found = [ImageInfo.from_api(item) for item in items]
+        # ImageName is a fuzzy match on the server: keep only the exact name.
+        return [i for i in found if name is None or i.name == name]
+
+    async def _describe_images(self, **filters: str | None) -> list[dict[str, Any]]:
+        """Every ``Images.Image[]`` entry (wire keys) DescribeImages answers, all pages."""
+        found: list[dict[str, Any]] = []
+        page = 1
+        while True:
+            request = m.DescribeImagesRequest(
+                region_id=self.region,
+                image_owner_alias="self",
+                page_number=page,
+                page_size=_PAGE,
+                **filters,
+            )
+            body = await self._call(
+                "DescribeImages", partial(self._client.describe_images_async, request)
+            )
+            items = (body.get("Images") or {}).get("Image") or []
+            found.extend(items)
+            total = int(body.get("TotalCount") or 0)
+            if not items or len(items) < _PAGE or page * _PAGE >= total:
+                return found
+            page += 1
+
+    async def import_image(
+        self,
+        *,
+        name: str,
+        bucket: str,
+        key: str,
+        disk_image_size_gib: int,
+        boot_mode: str,
+        architecture: str,
+        client_token: str,
+        description: str = "",
+        tags: Mapping[str, str] | None = None,
+    ) -> tuple[str, str]:
+        """Start importing a RAW disk image from OSS; return ``(image_id, task_id)``."""
+        request = m.ImportImageRequest(
+            region_id=self.region,
+            image_name=name,
+            description=description or None,
+            architecture=architecture,
+            ostype="linux",
+            platform="Others Linux",
+            boot_mode=boot_mode,
+            client_token=client_token,
+            # Some instance types refuse images not explicitly marked as NVMe-capable.
+            features=m.ImportImageRequestFeatures(nvme_support="supported"),
+            disk_device_mapping=[
+                m.ImportImageRequestDiskDeviceMapping(
+                    ossbucket=bucket,
+                    ossobject=key,
+                    format="RAW",
+                    disk_image_size=str(disk_image_size_gib),
+                )
+            ],
+            tag=[m.ImportImageRequestTag(key=k, value=v) for k, v in (tags or {}).items()] or None,
+        )
+        body = await self._call("ImportImage", lambda: self._client.import_image_async(request))
+        return str(body["ImageId"]), str(body.get("TaskId") or "")
+
+    async def wait_available(
+        self,
+        image_id: str,
+        *,
+        timeout: float,  # noqa: ASYNC109 - cloud seconds, scaled like the polling
+        task_id: str | None = None,
+    ) -> ImageInfo:
+        """Poll until the image is Available; ``timeout`` is in cloud seconds.
+
+        Raises ImageFailedError if the image (or its ``task_id``) fails, NotFoundError if it
+        vanishes, ImageTimeoutError after ``timeout``. How often it polls: :mod:`._polling`.
+        """
+        scale = self._time_scale
+        began = anyio.current_time()  # the event loop's clock, which the retry layer sleeps on
+        schedule = PollSchedule()
+        seen = False
+        while True:
+            items = await self._describe_images(image_id=image_id, status=ALL_STATUSES)
+            waited = (anyio.current_time() - began) * scale
+            if items:
+                seen = True
+                info = ImageInfo.from_api(items[0])
+                if info.status == "Available":
+                    return info
+                if info.status in _FAILED_STATUSES:
+                    msg = f"image {image_id} is {info.status}"
+                    raise self._error(ImageFailedError, info.status, msg, "DescribeImages")
+                sighting = Sighting(waited, info.progress, _remain_time(items[0]))
+            elif task_id and await self._task_failed(task_id):
+                msg = f"task {task_id} for image {image_id} failed"
+                raise self._error(ImageFailedError, "TaskFailed", msg, "DescribeTasks")
+            elif seen or waited >= _APPEAR_GRACE:
+                msg = f"image {image_id} no longer exists"
+                raise self._error(NotFoundError, "InvalidImageId.NotFound", msg, "DescribeImages")
+            else:
+                sighting = Sighting(waited)
+            if waited >= timeout:
+                msg = f"image {image_id} not Available after {timeout:.0f}s"
+                raise self._error(ImageTimeoutError, "WaitTimeout", msg, "DescribeImages")
+            # One last look at the deadline, but never sooner than the minimum interval.
+            delay = min(schedule.next_delay(sighting), max(timeout - waited, MIN_INTERVAL))
+            await anyio.sleep(delay / scale)
+
+    def _error(self, kind: type[CloudError], code: str, message: str, action: str) -> CloudError:
+        return kind(code, message, service="ecs", action=action, region=self.region)
+
+    async def _task_failed(self, task_id: str) -> bool:
+        request = m.DescribeTasksRequest(region_id=self.region, task_ids=task_id)
+        body = await self._call("DescribeTasks", lambda: self._client.describe_tasks_async(request))
+        tasks = (body.get("TaskSet") or {}).get("Task") or []
+        return any(t.get("TaskStatus") == "Failed" for t in tasks)
+
+    async def copy_image(
+        self,
+        *,
+        image_id: str,
+        destination_region: str,
+        destination_name: str,
+        client_token: str,
+        description: str = "",
+    ) -> str:
+        """Copy an image of this region to ``destination_region``; return the new image ID."""
+        request = m.CopyImageRequest(
+            region_id=self.region,
+            image_id=image_id,
+            destination_region_id=destination_region,
+            destination_image_name=destination_name,
+            destination_description=description or None,
+            client_token=client_token,
+        )
+        body = await self._call("CopyImage", lambda: self._client.copy_image_async(request))
+        return str(body["ImageId"])
+
+    async def set_family(self, image_id: str, family: str) -> None:
+        """Put the image in an image family."""
+        request = m.ModifyImageAttributeRequest(
+            region_id=self.region, image_id=image_id, image_family=family
+        )
+        await self._call(
+            "ModifyImageAttribute", lambda: self._client.modify_image_attribute_async(request)
+        )
+
+    async def set_sharing(
+        self,
+        image_id: str,
+        *,
+        public: bool | None = None,
+        add_accounts: Sequence[str] = (),
+        remove_accounts: Sequence[str] = (),
+    ) -> None:
+        """Make the image public or private and share or unshare it with accounts."""
+        adds, removes = list(add_accounts), list(remove_accounts)
+        if public is None and not adds and not removes:
+            return  # nothing to change
+        # The API heeds at most 10 accounts of each kind per call (and ignores the rest).
+        rounds = max(1, math.ceil(len(adds) / _SHARE_CHUNK), math.ceil(len(removes) / _SHARE_CHUNK))
+        for index in range(rounds):
+            window = slice(index * _SHARE_CHUNK, (index + 1) * _SHARE_CHUNK)
+            request = m.ModifyImageSharePermissionRequest(
+                region_id=self.region,
+                image_id=image_id,
+                is_public=public if index == 0 else None,
+                add_account=adds[window] or None,
+                remove_account=removes[window] or None,
+            )
+            await self._call(
+                "ModifyImageSharePermission",
+                partial(self._client.modify_image_share_permission_async, request),
+            )
+
+    async def set_status(self, image_id: str, status: str) -> None:
+        """Deprecate (``Deprecated``) or undeprecate (``Available``) an image."""
+        request = m.ModifyImageAttributeRequest(
+            region_id=self.region, image_id=image_id, status=status
+        )
+        await self._call(
+            "ModifyImageAttribute", lambda: self._client.modify_image_attribute_async(request)
+        )
+
+    async def tag_image(self, image_id: str, key: str, value: str) -> None:
+        """Add or overwrite one tag on an image."""
+        await self._tag("image", [image_id], key, value)
+
+    async def delete_image(self, image_id: str) -> None:
+        """Delete the image; an image that is already gone counts as deleted."""
+        request = m.DeleteImageRequest(region_id=self.region, image_id=image_id)
+        try:
+            await self._call("DeleteImage", lambda: self._client.delete_image_async(request))
+        except NotFoundError as exc:
+            if exc.code != "InvalidImageId.NotFound":
+                raise
+
+    # -- snapshots -------------------------------------------------------------------------------
+
+    async def tag_snapshots(self, snapshot_ids: Sequence[str], key: str, value: str) -> None:
+        """Tag snapshots (to find and delete them after their image is gone)."""
+        await self._tag("snapshot", snapshot_ids, key, value)
+
+    async def _tag(self, kind: str, ids: Sequence[str], key: str, value: str) -> None:
+        for chunk in _chunks(list(ids), _TAG_CHUNK):
+            request = m.TagResourcesRequest(
+                region_id=self.region,
+                resource_type=kind,
+                resource_id=list(chunk),
+                tag=[m.TagResourcesRequestTag(key=key, value=value)],
+            )
+            await self._call("TagResources", partial(self._client.tag_resources_async, request))
+
+    async def snapshots_tagged(self, key: str, value: str) -> list[str]:
+        """IDs of this region's snapshots tagged ``key=value`` (all pages)."""
+        found: dict[str, None] = {}
+        token: str | None = None
+        while True:
+            request = m.ListTagResourcesRequest(
+                region_id=self.region,
+                resource_type="snapshot",
+                tag=[m.ListTagResourcesRequestTag(key=key, value=value)],
+                next_token=token,
+            )
+            body = await self._call(
+                "ListTagResources", partial(self._client.list_tag_resources_async, request)
+            )
+            for item in (body.get("TagResources") or {}).get("TagResource") or []:
+                if item.get("TagKey", key) == key and item.get("TagValue", value) == value:
+                    found[str(item["ResourceId"])] = None
+            token = body.get("NextToken") or None
+            if not token:
+                return list(found)
+
+    async def delete_snapshot(self, snapshot_id: str) -> None:
+        """Delete a snapshot; already gone counts as deleted.
+
+        A snapshot still used by an image raises PermanentCloudError (SnapshotCreatedImage).
+        """
+        request = m.DeleteSnapshotRequest(snapshot_id=snapshot_id)
+        try:
+            await self._call("DeleteSnapshot", lambda: self._client.delete_snapshot_async(request))
+        except NotFoundError as exc:
+            if exc.code != "InvalidSnapshotId.NotFound":
+                raise

@@ -1,0 +1,346 @@
+"""The orchestrator: every image into every region, one pipeline per region, nothing leaked.
+
+A run reads top to bottom:
+
+1. prepare the images (inspect, hash, name) — bad input stops here, before any cloud call;
+2. one pipeline per region, all in one task group: each first plans (which images it still
+   needs, and how: ``direct`` upload + ImportImage, ``relay`` through a temporary function,
+   or ``copy``), then publishes them; a region waits for another only where it truly
+   depends on it (a relay on its sources' uploads, a copy on one source image), never for
+   another region's plan;
+3. remove every temporary bucket and function, whatever happened, shielded from cancellation.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import anyio
+
+from aliasync._exceptions import AliasyncError, JournalError
+from aliasync.cloud._cloud import Cloud
+from aliasync.cloud._endpoints import Endpoints
+from aliasync.pipeline._journal import Journal
+from aliasync.pipeline._prepare import PreparedImage, prepare_images
+from aliasync.pipeline._regionplan import PlanBoard, RegionPlan, plan_region
+from aliasync.pipeline._report import EventHandler, ImageResult, ImportReport, RegionResult
+from aliasync.pipeline._run import BUCKET_PREFIX, FUNCTION_PREFIX, Run
+from aliasync.pipeline._state import state_dir
+from aliasync.pipeline._strategies import ImageJob, publish_image
+
+CLEANUP_DEADLINE = 600.0
+
+
+@dataclass(frozen=True)
+class ImportOptions:
+    """What to publish where, and how."""
+
+    regions: tuple[str, ...] | None = None  # None: every region DescribeRegions returns
+    name: str | None = None  # default: "<family>-YYYYMMDD"
+    family: str = "ipxe"
+    public: bool = False
+    share_accounts: tuple[str, ...] = ()
+    overwrite: bool = False
+    copy_concurrency: int = 1  # copies per source region the cloud runs at once
+    relay_sources: int = 3  # uncensored buckets a relay downloads from in parallel
+    # Uploads share one uplink: a few at a time finish the first copy of every image soonest,
+    # and the imports, relays and copies waiting on them start earlier.
+    upload_concurrency: int = 8
+
+
+class Importer:
+    """Publishes disk images into regions. Use as an async context manager::
+
+    async with Importer(endpoints) as importer:
+        report = await importer.run(["ipxe.usb"], ImportOptions(regions=("cn-hangzhou",)))
+    """
+
+    def __init__(
+        self,
+        endpoints: Endpoints | None = None,
+        *,
+        on_event: EventHandler | None = None,
+        journal: Path | None = None,
+    ) -> None:
+        self.endpoints = endpoints or Endpoints()
+        self.on_event = on_event
+        self._journal_path = journal or state_dir() / "journal.sqlite3"
+        self._journal: Journal | None = None
+        self._cloud: Cloud | None = None
+
+    async def __aenter__(self) -> Importer:
+        self._journal = Journal(self._journal_path)
+        self._cloud = await Cloud.open(self.endpoints)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._cloud is not None:
+            with anyio.CancelScope(shield=True):
+                await self._cloud.aclose()
+            self._cloud = None
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
+
+    @property
+    def journal(self) -> Journal:
+        if self._journal is None:
+            raise RuntimeError("use Importer as an async context manager")
+        return self._journal
+
+    @property
+    def cloud(self) -> Cloud:
+        if self._cloud is None:
+            raise RuntimeError("use Importer as an async context manager")
+        return self._cloud
+
+    async def run(
+        self, paths: Sequence[str | Path], options: ImportOptions | None = None
+    ) -> ImportReport:
+        """Publish ``paths`` as configured; partial failure is in the report, not raised."""
+        options = options or ImportOptions()
+        images = await prepare_images(paths, name=options.name, family=options.family)
+        regions = await self.cloud.select_regions(options.regions)
+        run = self._new_run(secrets.token_hex(8), options, images)
+        if run.journal is not None:
+            run.journal.start_run(run.run_id, _plan_record(options, images, regions))
+        return await self._execute(run, regions)
+
+    async def resume(self, run_id: str | None = None) -> ImportReport:
+        """Continue a killed run (the latest by default) without redoing finished work."""
+        record = self.journal.run(run_id)
+        options, paths, regions = _from_plan_record(record.plan, self.journal.path)
+        images = await prepare_images(
+            [p for p, _ in paths], name=options.name, family=options.family
+        )
+        for image, (path, digest) in zip(images, paths, strict=True):
+            if image.sha256 != digest:
+                raise JournalError(
+                    f"{path}: the file changed since run {record.run_id} started "
+                    "(its SHA-256 differs); start a new run instead"
+                )
+        run = self._new_run(record.run_id, options, images)
+        run.resumed = self.journal.latest_steps(record.run_id)
+        self.journal.set_status(record.run_id, "running")
+        return await self._execute(run, regions)
+
+    def _new_run(self, run_id: str, options: ImportOptions, images: list[PreparedImage]) -> Run:
+        return Run(
+            run_id=run_id,
+            options=options,
+            images=images,
+            account_id=self.cloud.account,
+            on_event=self.on_event,
+            journal=self._journal,
+        )
+
+    async def _execute(self, run: Run, regions: list[str]) -> ImportReport:
+        report = ImportReport(run.run_id)
+        results = {r: RegionResult(r) for r in regions}
+        report.regions = list(results.values())
+        status = "interrupted"
+        try:
+            todo = await self._take_finished(run, results)
+            await self._remove_stale_buckets(run)
+            board = PlanBoard(
+                run,
+                todo,
+                cached=self.cloud.capabilities.load(),
+                on_planned=self.cloud.capabilities.save,
+            )
+            async with anyio.create_task_group() as tg:
+                for region in board.regions:
+                    tg.start_soon(
+                        self._plan_and_run,
+                        run,
+                        board,
+                        tg.cancel_scope,
+                        results[region],
+                        todo[region],
+                    )
+            if board.unreachable is not None:
+                raise board.unreachable
+            status = report.status
+        finally:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_DEADLINE):
+                await self._cleanup(run)
+                if run.journal is not None:
+                    run.journal.set_status(run.run_id, status)
+            report.elapsed = time.monotonic() - run.started
+        return report
+
+    async def _take_finished(
+        self, run: Run, results: dict[str, RegionResult]
+    ) -> dict[str, list[PreparedImage]]:
+        """Images an earlier session finished are reported, not redone; they are sources."""
+        todo: dict[str, list[PreparedImage]] = {}
+        for region, result in results.items():
+            todo[region] = []
+            for image in run.images:
+                earlier = run.earlier(region, image.name, "result")
+                if earlier.get("state") == "done" and earlier.get("image_id"):
+                    result.strategy = earlier.get("strategy")
+                    result.images.append(
+                        ImageResult(
+                            image.name,
+                            image.family,
+                            image_id=earlier["image_id"],
+                            strategy=earlier.get("strategy"),
+                            status="success",
+                        )
+                    )
+                    await run.pool.add_source(image.name, region, earlier["image_id"])
+                    run.emit(region, "done", f"{earlier['image_id']} (earlier session)", image.name)
+                else:
+                    todo[region].append(image)
+        return todo
+
+    async def _plan_and_run(
+        self,
+        run: Run,
+        board: PlanBoard,
+        stop: anyio.CancelScope,
+        result: RegionResult,
+        images: list[PreparedImage],
+    ) -> None:
+        """Detect one region's strategy, then run its pipeline without waiting for others."""
+        region = result.region
+        plan: RegionPlan | None = None
+        try:
+            plan = await plan_region(self.cloud, run, region, board.cached.get(region))
+        except AliasyncError as exc:
+            result.error = str(exc)
+            for image in images:
+                result.images.append(
+                    ImageResult(image.name, image.family, status="error", error=str(exc))
+                )
+            run.emit(region, "failed", str(exc))
+        await board.settle(region, plan)
+        if board.unreachable is not None:
+            stop.cancel()
+        elif plan is not None:
+            result.strategy = plan.strategy
+            await self._region(run, plan, result, images)
+
+    async def _region(
+        self, run: Run, plan: RegionPlan, result: RegionResult, images: list[PreparedImage]
+    ) -> None:
+        """One region's pipeline: each image it needs, concurrently."""
+        run.emit(plan.region, "plan", f"strategy {plan.strategy}")
+
+        async def one(image: PreparedImage) -> None:
+            image_result = ImageResult(image.name, image.family, strategy=plan.strategy)
+            result.images.append(image_result)
+            job = ImageJob(run=run, plan=plan, image=image, result=image_result)
+            try:
+                await publish_image(self.cloud, job)
+            finally:
+                await self._settle(run, plan, image, image_result)
+
+        async with anyio.create_task_group() as tg:
+            for image in images:
+                tg.start_soon(one, image)
+
+    async def _settle(
+        self, run: Run, plan: RegionPlan, image: PreparedImage, result: ImageResult
+    ) -> None:
+        """Record a finished (region, image) so that waiters never wait for a lost cause."""
+        with anyio.CancelScope(shield=True):
+            if plan.strategy == "direct":
+                await run.uploads.finished(image.name, plan.region, None)
+            if result.ok and result.image_id:
+                await run.pool.add_source(image.name, plan.region, result.image_id)
+            await run.done_importing(plan.region, image.name)
+
+    async def _remove_stale_buckets(self, run: Run) -> None:
+        """Temporary buckets left by crashed runs are found by their prefix and removed."""
+        stale = await self.cloud.oss.list_buckets(BUCKET_PREFIX)
+        own = f"{BUCKET_PREFIX}{run.short_id}-"  # a resumed run's imports may still read these
+        async with anyio.create_task_group() as tg:
+            for bucket, region in stale:
+                if bucket.startswith(own):
+                    continue
+                run.emit(region, "cleanup", f"removing stale bucket {bucket}")
+                tg.start_soon(self._delete_bucket, region, bucket)
+
+    async def _delete_bucket(self, region: str, bucket: str) -> None:
+        try:
+            await self.cloud.oss.delete_bucket(region, bucket, internal=True)
+        except AliasyncError:
+            # A bucket we cannot reach internally may still be reachable publicly.
+            await self.cloud.oss.delete_bucket(region, bucket)
+
+    async def _cleanup(self, run: Run) -> None:
+        """Remove this run's temporary buckets and functions, and stale relay functions."""
+
+        async def bucket(region: str, name: str) -> None:
+            try:
+                await self._delete_bucket(region, name)
+            except AliasyncError as exc:
+                run.emit(region, "failed", f"could not remove bucket {name}: {exc}")
+
+        async def functions(region: str) -> None:
+            try:
+                for name in await self.cloud.fc.list_functions(region, FUNCTION_PREFIX):
+                    await self.cloud.fc.delete_function(region, name)
+            except AliasyncError as exc:
+                run.emit(region, "failed", f"could not remove relay functions: {exc}")
+
+        async with anyio.create_task_group() as tg:
+            for region, name in list(run.buckets.items()):
+                tg.start_soon(bucket, region, name)
+            for region in list(run.functions):
+                tg.start_soon(functions, region)
+
+
+async def import_images(
+    paths: Sequence[str | Path],
+    *,
+    endpoints: Endpoints | None = None,
+    options: ImportOptions | None = None,
+    on_event: EventHandler | None = None,
+) -> ImportReport:
+    """Publish disk images in every selected region; the report tells each region's outcome.
+
+    Raises :class:`~aliasync.UsageError` for bad input, before anything is created.
+    """
+    async with Importer(endpoints, on_event=on_event) as importer:
+        return await importer.run(paths, options)
+
+
+def _plan_record(
+    options: ImportOptions, images: list[PreparedImage], regions: list[str]
+) -> dict[str, Any]:
+    """What a resumed run needs to redo the same plan (no secrets: paths, digests, options)."""
+    return {
+        "options": asdict(options),
+        "images": [{"path": str(i.path.resolve()), "sha256": i.sha256} for i in images],
+        "regions": regions,
+    }
+
+
+def _from_plan_record(
+    plan: dict[str, Any], source: Path
+) -> tuple[ImportOptions, list[tuple[str, str]], list[str]]:
+    try:
+        raw = dict(plan["options"])
+        for key in ("regions", "share_accounts"):
+            if raw.get(key) is not None:
+                raw[key] = tuple(raw[key])
+        options = ImportOptions(**raw)
+        images = [(str(i["path"]), str(i["sha256"])) for i in plan["images"]]
+        regions = [str(r) for r in plan["regions"]]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise JournalError(f"{source}: the run's plan is corrupt ({exc})") from exc
+    return options, images, regions

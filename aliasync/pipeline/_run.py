@@ -1,0 +1,110 @@
+"""The state of one run, shared by its region pipelines, and what it derives from its ID.
+
+Every name and ClientToken is derived from the run ID, so a resumed run (same ID) reproduces
+them exactly: buckets and functions are found again, and calls in flight are re-attached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from aliasync.pipeline._copysources import CopySourcePool
+from aliasync.pipeline._journal import Journal
+from aliasync.pipeline._prepare import PreparedImage
+from aliasync.pipeline._report import Event, EventHandler
+from aliasync.pipeline._uploads import UploadBoard
+
+if TYPE_CHECKING:
+    from aliasync.pipeline._orchestrator import ImportOptions
+
+BUCKET_PREFIX = "aliasync-tmp-"
+FUNCTION_PREFIX = "aliasync-relay-"
+
+
+@dataclass
+class Run:
+    """The state of one run, shared by the region pipelines."""
+
+    run_id: str
+    options: ImportOptions
+    images: list[PreparedImage]
+    account_id: str
+    started: float = field(default_factory=time.monotonic)
+    on_event: EventHandler | None = None
+    pool: CopySourcePool = field(init=False)
+    uploads: UploadBoard = field(default_factory=UploadBoard)
+    buckets: dict[str, str] = field(default_factory=dict)  # region -> temporary bucket
+    functions: dict[str, str] = field(default_factory=dict)  # region -> relay function
+    journal: Journal | None = None
+    # Last step records of earlier sessions of this run, by (region, image, step).
+    resumed: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
+    # (region, image) pairs still importing: each may yet become a copy source.
+    importers: set[tuple[str, str]] = field(default_factory=set)
+
+    upload_slots: anyio.CapacityLimiter = field(init=False)
+
+    _locks: dict[str, anyio.Lock] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.pool = CopySourcePool(self.options.copy_concurrency)
+        # Waiters are served first come, first served, and pipelines start their images
+        # in order: every image's first uploads are the first to get a slot.
+        self.upload_slots = anyio.CapacityLimiter(self.options.upload_concurrency)
+
+    def region_lock(self, region: str) -> anyio.Lock:
+        return self._locks.setdefault(region, anyio.Lock())
+
+    @property
+    def short_id(self) -> str:
+        return self.run_id[:8]
+
+    def bucket_name(self, region: str) -> str:
+        return f"{BUCKET_PREFIX}{self.short_id}-{region}"[:63].rstrip("-")
+
+    def function_name(self) -> str:
+        return f"{FUNCTION_PREFIX}{self.short_id}"
+
+    def object_key(self, image: PreparedImage) -> str:
+        return f"{self.key_prefix}{image.sha256[:16]}/{image.name}.raw"
+
+    @property
+    def key_prefix(self) -> str:
+        return f"aliasync/{self.run_id}/"
+
+    def client_token(self, action: str, region: str, image: PreparedImage, attempt: int) -> str:
+        """Deterministic per run, region, image and attempt: a retried call is the same call."""
+        seed = f"{self.run_id}|{action}|{region}|{image.sha256}|{image.name}|{attempt}"
+        return "as" + hashlib.sha256(seed.encode()).hexdigest()[:40]
+
+    def emit(self, region: str, stage: str, message: str, image: str | None = None) -> None:
+        if self.on_event is not None:
+            elapsed = time.monotonic() - self.started
+            self.on_event(Event(region, stage, message, image, elapsed))
+
+    async def done_importing(self, region: str, image: str) -> None:
+        """``region`` will not import ``image`` (any more): once no region will, copies that
+        wait for a source of it fail instead of waiting forever."""
+        if (region, image) in self.importers:
+            self.importers.discard((region, image))
+            if not any(name == image for _, name in self.importers):
+                await self.pool.give_up(image)
+
+    # -- the journal ---------------------------------------------------------------------
+
+    def note(self, region: str, image: str, step: str, state: str, **data: Any) -> None:
+        """Record a step durably (before a mutating call is sent, and after its answer)."""
+        if self.journal is not None:
+            self.journal.record(self.run_id, region, image, step, state, **data)
+
+    def earlier(self, region: str, image: str, step: str) -> dict[str, Any]:
+        """What an earlier session of this run recorded last for this step, if anything."""
+        return self.resumed.get((region, image, step), {})
+
+    def first_attempt(self, region: str, image: str, step: str) -> int:
+        """The attempt to start from: the one a killed session may have left in flight."""
+        return int(self.earlier(region, image, step).get("attempt", 0))

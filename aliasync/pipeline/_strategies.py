@@ -1,0 +1,297 @@
+"""One image into one region: the three ways in, and the steps around them.
+
+Every mutating call here is safe to repeat: ImportImage and CopyImage carry ClientTokens derived
+from the run, region, image and attempt; deletions treat "not found" as done; buckets and
+functions carry this run's unique names, so finding one already there means it is ours.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import anyio
+
+from aliasync._exceptions import AliasyncError, CloudError, PermanentCloudError
+from aliasync.cloud._ecs import EcsApi, ImageFailedError, ImageInfo
+from aliasync.cloud._retire import DELETE_TAG, delete_tagged_snapshots, retire_images
+from aliasync.pipeline._copysources import NoSourceError
+from aliasync.pipeline._report import ImageResult
+from aliasync.pipeline._uploads import UploadedCopy
+from aliasync.relay.package import relay_zip
+
+if TYPE_CHECKING:
+    from aliasync.cloud._cloud import Cloud
+    from aliasync.pipeline._prepare import PreparedImage
+    from aliasync.pipeline._regionplan import RegionPlan
+    from aliasync.pipeline._run import Run
+
+__all__ = ["DELETE_TAG", "ImageJob", "delete_tagged_snapshots", "publish_image"]
+
+IMPORT_ATTEMPTS = 3  # a failed import task is retried as a new import this many times
+IMPORT_TIMEOUT = 4 * 3600.0  # cloud seconds
+COPY_TIMEOUT = 12 * 3600.0
+RELAY_ROLE = "AliasyncRelayRole"
+RELAY_MEMORY_MB = 512
+RELAY_TIMEOUT = 900
+RELAY_PART_SIZE = 8 << 20
+RELAY_PRESIGN_SECONDS = 3600
+
+
+class RelayError(PermanentCloudError):
+    """The relay function could not fill the region's bucket."""
+
+
+class ImportExhaustedError(PermanentCloudError):
+    """Every ImportImage attempt in a region failed; the image may still be copied there."""
+
+
+@dataclass
+class ImageJob:
+    """One (region, image) pair and where its outcome goes."""
+
+    run: Run
+    plan: RegionPlan
+    image: PreparedImage
+    result: ImageResult
+
+    @property
+    def region(self) -> str:
+        return self.plan.region
+
+
+async def publish_image(cloud: Cloud, job: ImageJob) -> None:
+    """Make ``job.image`` an Available, finished image in ``job.region``; record the outcome."""
+    run, region, image, result = job.run, job.region, job.image, job.result
+    started = time.monotonic()
+    try:
+        existing = job.plan.existing.get(image.name, [])
+        if _in_flight(run, region, image.name):
+            # An earlier session of this run sent ImportImage or CopyImage: the image of that
+            # name is (almost certainly) ours, and re-sending the same ClientToken finds it.
+            existing = []
+        if existing and not run.options.overwrite:
+            ids = ", ".join(i.image_id for i in existing)
+            raise PermanentCloudError(
+                "InvalidImageName.Duplicated",
+                f"an image named {image.name!r} already exists ({ids}); use --overwrite",
+                region=region,
+            )
+        if job.plan.strategy == "copy":
+            info = await _copy(cloud, job, existing)
+        else:
+            try:
+                if job.plan.strategy == "direct":
+                    info = await _direct(cloud, job, existing)
+                else:
+                    info = await _relay(cloud, job, existing)
+            except (RelayError, ImportExhaustedError) as exc:
+                # Another region's image can still be copied here: better late than never.
+                run.emit(region, "copy", f"{exc.message}; copying instead", image.name)
+                result.strategy = "copy"
+                await run.done_importing(region, image.name)
+                # Exhausted imports come after the old image was retired; relay failures before.
+                still_there = [] if isinstance(exc, ImportExhaustedError) else existing
+                info = await _copy(cloud, job, still_there)
+        await _finish(cloud.ecs(region), job, info)
+        result.image_id, result.status = info.image_id, "success"
+        run.note(region, image.name, "result", "done", image_id=info.image_id,
+                 strategy=result.strategy)  # fmt: skip
+        run.emit(region, "done", f"{info.image_id} available", image.name)
+    except (AliasyncError, NoSourceError) as exc:
+        message = (
+            "no region holds this image to copy it from"
+            if isinstance(exc, NoSourceError)
+            else str(exc)
+        )
+        result.status, result.error = "error", message
+        run.note(region, image.name, "result", "failed", error=message)
+        run.emit(region, "failed", message, image.name)
+    finally:
+        result.elapsed = time.monotonic() - started
+
+
+def _in_flight(run: Run, region: str, image: str) -> bool:
+    return any(run.earlier(region, image, step).get("state") in ("started", "sent")
+               for step in ("import", "copy"))  # fmt: skip
+
+
+async def _direct(cloud: Cloud, job: ImageJob, existing: list[ImageInfo]) -> ImageInfo:
+    run, region, image = job.run, job.region, job.image
+    assert job.plan.bucket is not None
+    key = run.object_key(image)
+    uploaded: UploadedCopy | None = None
+    try:
+        async with run.upload_slots:
+            run.emit(region, "upload", f"uploading {image.size} bytes", image.name)
+            digest = await cloud.oss.upload_file(region, job.plan.bucket, key, image.path)
+        if digest != image.sha256:
+            raise PermanentCloudError(
+                "ContentChanged", f"{image.path} changed while it was being uploaded"
+            )
+        uploaded = UploadedCopy(region, job.plan.bucket, key)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await run.uploads.finished(image.name, region, uploaded)
+    await _retire(cloud.ecs(region), job, existing)
+    return await _import(cloud.ecs(region), job, job.plan.bucket, key)
+
+
+async def _relay(cloud: Cloud, job: ImageJob, existing: list[ImageInfo]) -> ImageInfo:
+    run, region, image = job.run, job.region, job.image
+    assert job.plan.bucket is not None
+    run.emit(region, "relay", "waiting for an uncensored upload", image.name)
+    sources = await run.uploads.wait_for_sources(image.name, run.options.relay_sources)
+    if not sources:
+        raise RelayError("NoSource", "every upload to an uncensored region failed")
+    try:
+        function = await _ensure_function(cloud, run, region)
+    except PermanentCloudError as exc:
+        raise RelayError(exc.code, f"cannot deploy the relay function: {exc.message}") from exc
+    urls = [
+        await cloud.oss.presign_get(s.region, s.bucket, s.key, expires=RELAY_PRESIGN_SECONDS)
+        for s in sources
+    ]
+    key = run.object_key(image)
+    internal = cloud.endpoints.region(region, run.account_id).oss_internal
+    event = {
+        "sources": urls,
+        "size": image.size,
+        "sha256": image.sha256,
+        "target": {
+            "protocol": cloud.endpoints.protocol,
+            "host": f"{job.plan.bucket}.{internal}",
+            "bucket": job.plan.bucket,
+            "key": key,
+            "region": region,
+        },
+        "key_prefix": run.key_prefix,
+        "part_size": RELAY_PART_SIZE,
+        "parallel": 4,
+    }
+    run.emit(region, "relay", f"relaying from {', '.join(s.region for s in sources)}", image.name)
+    try:
+        answer = await cloud.fc.invoke(
+            region, function, json.dumps(event).encode(), timeout=RELAY_TIMEOUT + 60
+        )
+        outcome = json.loads(answer)
+    except (CloudError, ValueError) as exc:
+        raise RelayError("RelayFailed", str(exc), region=region) from exc
+    if not isinstance(outcome, dict) or outcome.get("sha256") != image.sha256:
+        raise RelayError("RelayFailed", "the relayed copy does not match the image", region=region)
+    await _retire(cloud.ecs(region), job, existing)
+    return await _import(cloud.ecs(region), job, job.plan.bucket, key)
+
+
+async def _ensure_function(cloud: Cloud, run: Run, region: str) -> str:
+    """Deploy the relay function once per region and run."""
+    async with run.region_lock(region):
+        name = run.function_name()
+        if region not in run.functions:
+            run.functions[region] = name  # registered first: cleanup finds it whatever happens
+            await cloud.fc.create_function(
+                region,
+                name,
+                code_zip=relay_zip(),
+                handler="index.handler",
+                timeout=RELAY_TIMEOUT,
+                memory_mb=RELAY_MEMORY_MB,
+                role_arn=f"acs:ram::{run.account_id}:role/{RELAY_ROLE.lower()}",
+                env={},
+            )
+        return name
+
+
+async def _copy(cloud: Cloud, job: ImageJob, existing: list[ImageInfo]) -> ImageInfo:
+    run, region, image = job.run, job.region, job.image
+    run.emit(region, "copy", "waiting for a source image", image.name)
+    retired = False
+    for attempt in range(run.first_attempt(region, image.name, "copy"), IMPORT_ATTEMPTS):
+        async with run.pool.slot(image.name, exclude=region) as (source, source_id):
+            if not retired:
+                await _retire(cloud.ecs(region), job, existing)
+                retired = True
+            job.result.source_region = source
+            run.emit(region, "copy", f"copying {source_id} from {source}", image.name)
+            token = run.client_token("CopyImage", region, image, attempt)
+            earlier = run.earlier(region, image.name, "copy")
+            if earlier.get("attempt") == attempt and earlier.get("source"):
+                # Re-attach: the same token must go to the same source region.
+                source = earlier["source"]
+                source_id = earlier.get("source_id", source_id)
+            run.note(region, image.name, "copy", "started", attempt=attempt, token=token,
+                     source=source, source_id=source_id)  # fmt: skip
+            new_id = await cloud.ecs(source).copy_image(
+                image_id=source_id,
+                destination_region=region,
+                destination_name=image.name,
+                client_token=token,
+                description=f"{image.name} (aliasync run {run.run_id})",
+            )
+            run.note(region, image.name, "copy", "sent", attempt=attempt, token=token,
+                     source=source, source_id=source_id, image_id=new_id)  # fmt: skip
+            try:
+                return await cloud.ecs(region).wait_available(new_id, timeout=COPY_TIMEOUT)
+            except ImageFailedError as exc:
+                run.emit(region, "copy", f"copy failed ({exc.message}); retrying", image.name)
+                await cloud.ecs(region).delete_image(new_id)
+                run.note(region, image.name, "copy", "failed", attempt=attempt + 1)
+    raise PermanentCloudError(
+        "CopyFailed", f"CopyImage failed {IMPORT_ATTEMPTS} times", region=region
+    )
+
+
+async def _import(ecs: EcsApi, job: ImageJob, bucket: str, key: str) -> ImageInfo:
+    """ImportImage and wait; a failed import task is deleted and imported afresh."""
+    run, region, image = job.run, job.region, job.image
+    for attempt in range(run.first_attempt(region, image.name, "import"), IMPORT_ATTEMPTS):
+        run.emit(region, "import", "importing", image.name)
+        token = run.client_token("ImportImage", region, image, attempt)
+        run.note(region, image.name, "import", "started", attempt=attempt, token=token)
+        image_id, task_id = await ecs.import_image(
+            name=image.name,
+            bucket=bucket,
+            key=key,
+            disk_image_size_gib=image.disk.disk_image_size_gib,
+            boot_mode=image.disk.boot_mode,
+            architecture=image.disk.architecture,
+            client_token=token,
+            description=f"{image.name} (aliasync run {run.run_id})",
+        )
+        run.note(region, image.name, "import", "sent", attempt=attempt, token=token,
+                 image_id=image_id, task_id=task_id)  # fmt: skip
+        run.emit(region, "wait", f"{image_id} importing", image.name)
+        try:
+            return await ecs.wait_available(image_id, timeout=IMPORT_TIMEOUT)
+        except ImageFailedError as exc:
+            run.emit(region, "import", f"import failed ({exc.message}); retrying", image.name)
+            await ecs.delete_image(image_id)
+            run.note(region, image.name, "import", "failed", attempt=attempt + 1)
+    raise ImportExhaustedError(
+        "ImportFailed", f"ImportImage failed {IMPORT_ATTEMPTS} times", region=region
+    )
+
+
+async def _finish(ecs: EcsApi, job: ImageJob, info: ImageInfo) -> None:
+    """Family, then sharing: only a complete image is ever made public."""
+    options = job.run.options
+    await ecs.set_family(info.image_id, job.image.family)
+    if options.public or options.share_accounts:
+        await ecs.set_sharing(
+            info.image_id,
+            public=True if options.public else None,
+            add_accounts=options.share_accounts,
+        )
+
+
+async def _retire(ecs: EcsApi, job: ImageJob, existing: list[ImageInfo]) -> None:
+    """Overwrite: unpublish, tag snapshots, delete the image, then every tagged snapshot."""
+    await retire_images(
+        ecs,
+        existing,
+        on_retire=lambda old: job.run.emit(
+            job.region, "overwrite", f"retiring {old.image_id}", job.image.name
+        ),
+    )

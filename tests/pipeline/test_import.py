@@ -1,0 +1,211 @@
+"""Full imports against the emulator, default fault profile on: outcomes in the cloud's state."""
+
+from __future__ import annotations
+
+import json
+
+import anyio
+import pytest
+
+from aliasync import ConfigurationError, ImportReport
+from aliasync.pipeline._state import state_dir
+from aliasync.sim import FaultRule, Simulator, profile
+from tests.importing import (
+    ARM64,
+    BIOS,
+    UEFI,
+    assert_no_leaks,
+    assert_published,
+    images_named,
+    run_import,
+)
+
+pytestmark = pytest.mark.anyio
+
+
+def strategies(report: ImportReport) -> set[str]:
+    return {image.strategy or "" for r in report.regions for image in r.images}
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_full_run_publishes_every_image_everywhere(seed: int) -> None:
+    """Every region ends with each image Available, correct, unique; nothing is leaked."""
+    async with Simulator(seed=seed, profile="default") as sim:
+        report = await run_import(sim, [BIOS, UEFI, ARM64], name="ipxe-test", public=True)
+        assert_published(sim, report, [BIOS, UEFI, ARM64], name="ipxe-test", public=True)
+        assert strategies(report) == {"direct", "relay", "copy"}
+        assert_no_leaks(sim)
+
+
+async def test_strategies_follow_region_behaviour() -> None:
+    """Uncensored regions upload, censored ones with FC relay, the rest copy."""
+    async with Simulator(seed=4, profile="none") as sim:
+        regions = ("ap-southeast-1", "eu-central-1", "cn-beijing", "cn-guangzhou", "cn-zhangjiakou")
+        report = await run_import(sim, [BIOS], name="ipxe-map", regions=regions)
+        assert_published(sim, report, [BIOS], name="ipxe-map", regions=regions)
+        by_region = {r.region: r.strategy for r in report.regions}
+        assert by_region == {
+            "ap-southeast-1": "direct",
+            "eu-central-1": "direct",
+            "cn-beijing": "relay",
+            "cn-guangzhou": "copy",
+            "cn-zhangjiakou": "copy",
+        }
+        assert_no_leaks(sim)
+
+
+async def test_overwrite_replaces_images_and_leaves_no_orphan_snapshot() -> None:
+    """A second run with overwrite retires the old images and deletes their snapshots."""
+    regions = ("ap-southeast-1", "cn-hangzhou", "cn-heyuan")
+    async with Simulator(seed=5, profile="default") as sim:
+        first = await run_import(sim, [BIOS, UEFI], name="ipxe-ow", regions=regions, public=True)
+        assert first.status == "success", first.to_json()
+        old = {r: images_named(sim, r, "ipxe-ow")[0]["id"] for r in regions}
+        second = await run_import(
+            sim, [BIOS, UEFI], name="ipxe-ow", regions=regions, overwrite=True
+        )
+        assert_published(sim, second, [BIOS, UEFI], name="ipxe-ow", regions=regions)
+        for region in regions:
+            assert images_named(sim, region, "ipxe-ow")[0]["id"] != old[region]
+        assert_no_leaks(sim)
+
+
+async def test_existing_image_without_overwrite_is_a_per_region_error() -> None:
+    """Without overwrite an existing name fails that region before any upload."""
+    regions = ("ap-southeast-1", "eu-west-1")
+    async with Simulator(seed=6, profile="none") as sim:
+        await run_import(sim, [BIOS], name="ipxe-dup", regions=("ap-southeast-1",))
+        uploads_before = sim.calls.count("PutObject") + sim.calls.count("UploadPart")
+        report = await run_import(sim, [BIOS], name="ipxe-dup", regions=regions)
+        results = {r.region: r for r in report.regions}
+        assert results["ap-southeast-1"].status == "error"
+        assert "already exists" in (results["ap-southeast-1"].images[0].error or "")
+        assert results["eu-west-1"].status == "success"
+        assert report.exit_code == 1
+        assert len(images_named(sim, "ap-southeast-1", "ipxe-dup")) == 1
+        # Only eu-west-1 uploaded anything on the second run.
+        uploads_after = sim.calls.count("PutObject") + sim.calls.count("UploadPart")
+        assert uploads_after - uploads_before == 1
+        assert_no_leaks(sim)
+
+
+async def test_region_whose_imports_always_fail_gets_a_copy_instead() -> None:
+    """Import tasks that always fail in one region: the image is copied there instead."""
+    faults = profile("default").with_(
+        rules=(FaultRule("model:import:ap-southeast-1", import_failure_rate=1.0),)
+    )
+    regions = ("ap-southeast-1", "ap-northeast-1", "cn-shanghai", "cn-nanjing")
+    async with Simulator(seed=7, profile=faults) as sim:
+        report = await run_import(sim, [BIOS], name="ipxe-fail", regions=regions)
+        assert_published(sim, report, [BIOS], name="ipxe-fail", regions=regions)
+        (failing,) = [r for r in report.regions if r.region == "ap-southeast-1"]
+        assert failing.images[0].strategy == "copy"
+        assert failing.images[0].source_region in regions
+        assert sim.faults_injected()["counts"]["import_failed"] >= 3
+        assert_no_leaks(sim)
+
+
+async def test_region_that_always_fails_does_not_stop_the_others() -> None:
+    """A region whose ECS API always fails: exit 1, the others done, temporaries removed."""
+    faults = profile("default").with_(
+        rules=(FaultRule("ecs:*:ap-southeast-1", transient_rate=1.0),)
+    )
+    regions = ("ap-southeast-1", "ap-northeast-1", "cn-shanghai", "cn-nanjing")
+    async with Simulator(seed=7, profile=faults) as sim:
+        report = await run_import(sim, [BIOS], name="ipxe-fail", regions=regions)
+        results = {r.region: r for r in report.regions}
+        assert results["ap-southeast-1"].status == "error"
+        assert report.exit_code == 1
+        others = [r for r in regions if r != "ap-southeast-1"]
+        assert_published(
+            sim,
+            ImportReport(report.run_id, [results[r] for r in others]),
+            [BIOS],
+            name="ipxe-fail",
+            regions=others,
+        )
+        assert images_named(sim, "ap-southeast-1", "ipxe-fail") == []
+        assert_no_leaks(sim)
+
+
+async def test_cancelling_a_run_removes_temporary_resources() -> None:
+    """Cancelled mid-run (as Ctrl-C does), the importer still removes buckets and functions."""
+    async with Simulator(seed=8, profile="default", time_scale=50.0) as sim:
+        with anyio.move_on_after(3.0) as scope:
+            await run_import(sim, [BIOS, UEFI], name="ipxe-cancel")
+        assert scope.cancelled_caught
+        leaks = sim.leaks()
+        assert leaks["buckets"] == [] and leaks["functions"] == []
+        assert leaks["multipart_uploads"] == []
+
+
+async def test_no_uncensored_region_is_refused_before_anything_is_created() -> None:
+    """Only censored regions selected: a clear error and no bucket or image left."""
+    async with Simulator(seed=9, profile="none") as sim:
+        with pytest.raises(ConfigurationError, match="uncensored"):
+            await run_import(sim, [BIOS], name="ipxe-nope", regions=("cn-beijing", "cn-heyuan"))
+        assert_no_leaks(sim)
+        assert sim.ctx.models["ecs"].snapshot()["regions"] == {}
+
+
+async def test_unknown_region_is_a_usage_error() -> None:
+    """A region DescribeRegions does not know is refused before anything is created."""
+    async with Simulator(seed=10, profile="none") as sim:
+        with pytest.raises(ConfigurationError, match="unknown region"):
+            await run_import(sim, [BIOS], regions=("xx-nowhere-1",))
+        assert sim.calls.count("CreateBucket") == 0
+
+
+LOSSY_ACTIONS = (
+    *("ecs:ImportImage", "ecs:CopyImage", "ecs:DeleteImage", "ecs:ModifyImageAttribute"),
+    *("ecs:ModifyImageSharePermission", "ecs:TagResources", "ecs:DeleteSnapshot"),
+    *("oss:CreateBucket", "oss:DeleteBucket", "oss:PutObject", "oss:CreateMultipartUpload"),
+    *("oss:UploadPart", "oss:CompleteMultipartUpload", "oss:DeleteObjects"),
+    *("fc:CreateFunction", "fc:DeleteFunction", "fc:InvokeFunction"),
+)
+CAMPAIGN = {
+    "harsh": profile("harsh"),
+    "lost-responses": profile("none").with_(
+        rules=tuple(FaultRule(f"{a}:*", lost_response_rate=0.3) for a in LOSSY_ACTIONS)
+    ),
+    "failed-imports-and-timeouts": profile("none").with_(
+        import_failure_rate=0.3, function_timeout_rate=0.3, download_failure_rate=0.3
+    ),
+}
+
+
+@pytest.mark.parametrize("scenario", sorted(CAMPAIGN))
+async def test_fault_campaign_subset_loses_nothing(scenario: str) -> None:
+    """Under harsh faults every image still lands once, correct, with nothing leaked."""
+    regions = ("ap-southeast-1", "eu-central-1", "cn-beijing", "cn-shanghai", "cn-heyuan")
+    async with Simulator(seed=21, profile=CAMPAIGN[scenario]) as sim:
+        report = await run_import(sim, [BIOS, UEFI], name="ipxe-campaign", regions=regions)
+        assert_published(sim, report, [BIOS, UEFI], name="ipxe-campaign", regions=regions)
+        assert_no_leaks(sim)
+        assert sim.ctx.faults.injected, "the scenario injected no fault"
+
+
+async def test_a_region_without_oss_is_given_up_on_quickly_and_not_remembered() -> None:
+    """No OSS endpoint: three quick CreateBucket tries, then copy; the guess is not cached."""
+    async with Simulator(seed=12, profile="none") as sim:
+        report = await run_import(
+            sim,
+            [BIOS],
+            name="ipxe-probe",
+            regions=("ap-southeast-1", "ap-southeast-8", "cn-heyuan"),
+        )
+        assert report.status == "success", report.to_dict()
+        strategies = {r.region: r.strategy for r in report.regions}
+        assert strategies == {
+            "ap-southeast-1": "direct",
+            "ap-southeast-8": "copy",
+            "cn-heyuan": "copy",
+        }
+        knocks = sum(n for host, n in sim.unresolved_hosts.items() if "ap-southeast-8" in host)
+        # Three tries; aiohttp sends each twice (it repeats an idempotent request once when
+        # the connection drops). The full retry policy makes twenty.
+        assert 1 <= knocks <= 6, sim.unresolved_hosts
+        assert_no_leaks(sim)
+    cache = json.loads((state_dir() / "capabilities.json").read_text())
+    (remembered,) = cache.values()
+    assert remembered == {"ap-southeast-1": "direct", "cn-heyuan": "copy"}
