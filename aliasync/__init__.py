@@ -16,7 +16,8 @@ from aliasync._exceptions import (
     UsageError,
 )
 from aliasync.disk._inspect import DiskImage, inspect_image
-from aliasync.pipeline._orchestrator import Importer, ImportOptions, import_images
+from aliasync.pipeline._options import ImportOptions
+from aliasync.pipeline._orchestrator import Importer, import_images
 from aliasync.pipeline._report import Event, ImageResult, ImportReport, RegionResult
 
 __all__ = [

@@ -168,7 +168,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 async def _import(args: argparse.Namespace) -> int:
     from aliasync.cloud._endpoints import Endpoints
-    from aliasync.pipeline._orchestrator import Importer, ImportOptions
+    from aliasync.pipeline._options import ImportOptions
+    from aliasync.pipeline._orchestrator import Importer
     from aliasync.sim import Simulator, profile
 
     if args.copy_concurrency < 1:

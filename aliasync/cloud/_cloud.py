@@ -21,7 +21,6 @@ from aliasync.cloud._fc import FcApi
 from aliasync.cloud._oss import OssApi
 from aliasync.cloud._sts import caller_account_id
 from aliasync.cloud._teasession import TeaSession
-from aliasync.pipeline._state import CapabilityCache, state_dir
 
 # DescribeRegions takes no RegionId; any regional ECS endpoint answers it.
 _REGIONLESS = "cn-hangzhou"
@@ -48,7 +47,6 @@ class Cloud:
         self._ecs: dict[str, EcsApi] = {}
         self.oss = OssApi(endpoints, credentials, account_id=account)
         self.fc = FcApi(endpoints, credentials, account_id=account)
-        self.capabilities = CapabilityCache(state_dir() / "capabilities.json", self._scope())
 
     @classmethod
     async def open(cls, endpoints: Endpoints) -> Cloud:
@@ -96,8 +94,10 @@ class Cloud:
             )
         return list(dict.fromkeys(wanted))
 
-    def _scope(self) -> str:
-        """Cache key: the account and where its endpoints point."""
+    @property
+    def cache_scope(self) -> str:
+        """A key for what is learnt about this account's regions: the account and where its
+        endpoints point (the emulator's regions are not the cloud's)."""
         identity = json.dumps(
             [self._account, self.endpoints.ecs, self.endpoints.proxy or ""], sort_keys=True
         )

@@ -19,11 +19,11 @@ import io
 import mmap
 import os
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import Any, Protocol, TypeAlias, TypeVar
 
 import anyio
 import anyio.lowlevel
@@ -31,10 +31,27 @@ import anyio.to_thread
 
 from aliasync._exceptions import AliasyncError, NotFoundError, PermanentCloudError
 
-if TYPE_CHECKING:
-    from aliasync.cloud._oss import OssApi
+T = TypeVar("T")
 
-__all__ = ["Lease", "UploadBudget", "Uploads", "content_md5"]
+
+class S3Calls(Protocol):
+    """What uploads need of the OSS client (:class:`~aliasync.cloud._oss.OssApi` has it):
+    retried calls with errors mapped. A protocol, so that this module does not import it."""
+
+    async def _op(
+        self, region: str, operation: str, *, internal: bool = False, **params: Any
+    ) -> dict[str, Any]: ...
+
+    async def _call(
+        self, region: str, action: str, fn: Callable[[Any], Awaitable[T]], *, internal: bool
+    ) -> T: ...
+
+    async def _abort(
+        self, region: str, bucket: str, key: str, upload_id: str, internal: bool
+    ) -> None: ...
+
+
+__all__ = ["Lease", "S3Calls", "UploadBudget", "Uploads", "content_md5"]
 
 Buffer: TypeAlias = bytes | mmap.mmap
 
@@ -193,7 +210,7 @@ class _SharedFile:
 class Uploads:
     """The uploads of one :class:`~aliasync.cloud._oss.OssApi`, under one :class:`UploadBudget`."""
 
-    def __init__(self, api: OssApi, budget: UploadBudget) -> None:
+    def __init__(self, api: S3Calls, budget: UploadBudget) -> None:
         self.api = api
         self.budget = budget
         self._shared: dict[tuple[int, ...], _SharedFile] = {}

@@ -1,6 +1,6 @@
 """The capability map: how each region can receive images, detected live and cached.
 
-Detection is the importer's (:func:`aliasync.pipeline._regionplan._detect`), run under a
+Detection is the importer's (:func:`aliasync.pipeline._regionplan.detect_strategy`), run under a
 throwaway run whose probe buckets are always deleted afterwards, shielded from cancellation.
 The result is saved in the capability cache, so the next import skips the probes.
 """
@@ -17,10 +17,11 @@ import anyio
 
 from aliasync._exceptions import AliasyncError
 from aliasync.cloud._cloud import Cloud
-from aliasync.pipeline._orchestrator import ImportOptions
-from aliasync.pipeline._regionplan import _detect, _why
+from aliasync.pipeline._options import ImportOptions
+from aliasync.pipeline._regionplan import detect_strategy, strategy_reason
 from aliasync.pipeline._report import Event
 from aliasync.pipeline._run import Run
+from aliasync.pipeline._state import CapabilityCache
 
 __all__ = ["Capability", "RegionCapability", "detect_capabilities"]
 
@@ -62,11 +63,11 @@ async def detect_capabilities(cloud: Cloud, regions: Sequence[str]) -> list[Regi
         try:
             # ECS must answer first: without it, nothing can be published here at all.
             await cloud.ecs(region).find_images(name="aliasync-probe")
-            strategy, _, certain = await _detect(cloud, run, region, None)
+            strategy, _, certain = await detect_strategy(cloud, run, region, None)
         except AliasyncError as exc:
             found[region] = RegionCapability(region, "unreachable", str(exc))
             return
-        reason = _why(strategy)
+        reason = strategy_reason(strategy)
         if strategy == "copy" and notes.get(region):
             reason = f"{reason}: {'; '.join(notes[region])}"
         if not certain:
@@ -81,7 +82,7 @@ async def detect_capabilities(cloud: Cloud, regions: Sequence[str]) -> list[Regi
     finally:
         with anyio.CancelScope(shield=True):
             await _remove_buckets(cloud, run)
-    cloud.capabilities.save(
+    CapabilityCache.for_scope(cloud.cache_scope).save(
         {
             r.region: "copy" if r.capability == "copy-only" else r.capability
             for r in found.values()

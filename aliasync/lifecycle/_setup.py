@@ -8,19 +8,14 @@ credentials may not make is reported, not raised, so the rest of the setup still
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from alibabacloud_ram20150501 import models as m
-from alibabacloud_ram20150501.client import Client
-
 from aliasync._exceptions import CloudError
-from aliasync.cloud._credentials import CredentialSource, tea_config
+from aliasync.cloud._credentials import CredentialSource
 from aliasync.cloud._endpoints import Endpoints
-from aliasync.cloud._retry import DEFAULT, RetryPolicy
+from aliasync.cloud._ram import RamApi
 from aliasync.cloud._teasession import TeaSession
-from aliasync.cloud._transport import boundary
 
 __all__ = ["ROLES", "RoleSpec", "SetupReport", "SetupStep", "setup_account"]
 
@@ -97,65 +92,6 @@ def _trusted(document: str) -> set[str]:
     return services
 
 
-class _Ram:
-    """The RAM calls setup needs, retried and mapped at the boundary."""
-
-    def __init__(self, endpoints: Endpoints, credentials: CredentialSource) -> None:
-        self._client = Client(tea_config(endpoints, credentials, endpoints.ram))
-        self._retry: RetryPolicy = DEFAULT.scaled(endpoints.time_scale)
-
-    async def _call(self, action: str, fn: Callable[[], Awaitable[Any]]) -> dict[str, Any]:
-        async def once() -> dict[str, Any]:
-            with boundary("ram", action):
-                response = await fn()
-                body: dict[str, Any] = response.body.to_map() if response.body else {}
-                return body
-
-        return await self._retry.call_as(f"ram:{action}", once)
-
-    async def get_role(self, name: str) -> dict[str, Any] | None:
-        request = m.GetRoleRequest(role_name=name)
-        try:
-            body = await self._call("GetRole", lambda: self._client.get_role_async(request))
-        except CloudError as exc:
-            if exc.code == "EntityNotExist.Role":
-                return None
-            raise
-        role: dict[str, Any] = body.get("Role") or {}
-        return role
-
-    async def create_role(self, spec: RoleSpec) -> None:
-        request = m.CreateRoleRequest(
-            role_name=spec.name,
-            assume_role_policy_document=trust_policy(spec.service),
-            description=spec.description,
-        )
-        try:
-            await self._call("CreateRole", lambda: self._client.create_role_async(request))
-        except CloudError as exc:
-            if exc.code != "EntityAlreadyExists.Role":
-                raise
-
-    async def policies(self, name: str) -> set[str]:
-        request = m.ListPoliciesForRoleRequest(role_name=name)
-        body = await self._call(
-            "ListPoliciesForRole", lambda: self._client.list_policies_for_role_async(request)
-        )
-        return {str(p.get("PolicyName")) for p in (body.get("Policies") or {}).get("Policy") or []}
-
-    async def attach(self, name: str, policy: str) -> None:
-        request = m.AttachPolicyToRoleRequest(
-            policy_type="System", policy_name=policy, role_name=name
-        )
-        try:
-            await self._call(
-                "AttachPolicyToRole", lambda: self._client.attach_policy_to_role_async(request)
-            )
-        except CloudError as exc:
-            if exc.code != "EntityAlreadyExists.Role.Policy":
-                raise
-
-
 async def setup_account(
     endpoints: Endpoints,
     credentials: CredentialSource | None = None,
@@ -163,7 +99,7 @@ async def setup_account(
     dry_run: bool = False,
 ) -> SetupReport:
     """Create or repair every role in :data:`ROLES`; report what existed, was made or failed."""
-    ram = _Ram(endpoints, credentials or CredentialSource(endpoints))
+    ram = RamApi(endpoints, credentials or CredentialSource(endpoints))
     report = SetupReport()
     async with TeaSession():  # setup runs outside any Cloud: its RAM calls share one session too
         for spec in ROLES:
@@ -171,14 +107,14 @@ async def setup_account(
     return report
 
 
-async def _ensure(ram: _Ram, spec: RoleSpec, dry_run: bool) -> list[SetupStep]:
+async def _ensure(ram: RamApi, spec: RoleSpec, dry_run: bool) -> list[SetupStep]:
     steps: list[SetupStep] = []
     created = False
     try:
         role = await ram.get_role(spec.name)
         if role is None:
             if not dry_run:
-                await ram.create_role(spec)
+                await ram.create_role(spec.name, trust_policy(spec.service), spec.description)
             created = True
             steps.append(SetupStep(spec.name, "role", "would create" if dry_run else "created"))
         else:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -27,31 +27,15 @@ from aliasync._exceptions import AliasyncError, JournalError
 from aliasync.cloud._cloud import Cloud
 from aliasync.cloud._endpoints import Endpoints
 from aliasync.pipeline._journal import Journal
+from aliasync.pipeline._options import ImportOptions
 from aliasync.pipeline._prepare import PreparedImage, prepare_images
 from aliasync.pipeline._regionplan import PlanBoard, RegionPlan, plan_region
 from aliasync.pipeline._report import EventHandler, ImageResult, ImportReport, RegionResult
 from aliasync.pipeline._run import BUCKET_PREFIX, FUNCTION_PREFIX, Run
-from aliasync.pipeline._state import state_dir
+from aliasync.pipeline._state import CapabilityCache, state_dir
 from aliasync.pipeline._strategies import ImageJob, publish_image
 
 CLEANUP_DEADLINE = 600.0
-
-
-@dataclass(frozen=True)
-class ImportOptions:
-    """What to publish where, and how."""
-
-    regions: tuple[str, ...] | None = None  # None: every region DescribeRegions returns
-    name: str | None = None  # default: "<family>-YYYYMMDD"
-    family: str = "ipxe"
-    public: bool = False
-    share_accounts: tuple[str, ...] = ()
-    overwrite: bool = False
-    copy_concurrency: int = 1  # copies per source region the cloud runs at once
-    relay_sources: int = 3  # uncensored buckets a relay downloads from in parallel
-    # Uploads share one uplink: a few at a time finish the first copy of every image soonest,
-    # and the imports, relays and copies waiting on them start earlier.
-    upload_concurrency: int = 8
 
 
 class Importer:
@@ -153,11 +137,12 @@ class Importer:
         try:
             todo = await self._take_finished(run, results)
             await self._remove_stale_buckets(run)
+            capabilities = CapabilityCache.for_scope(self.cloud.cache_scope)
             board = PlanBoard(
                 run,
                 todo,
-                cached=self.cloud.capabilities.load(),
-                on_planned=self.cloud.capabilities.save,
+                cached=capabilities.load(),
+                on_planned=capabilities.save,
             )
             async with anyio.create_task_group() as tg:
                 for region in board.regions:

@@ -125,12 +125,12 @@ async def plan_region(cloud: Cloud, run: Run, region: str, cached: str | None) -
     for image in run.images:
         found = await ecs.find_images(name=image.name)
         existing[image.name] = [i for i in found if i.name == image.name]
-    strategy, bucket, certain = await _detect(cloud, run, region, cached)
-    run.emit(region, "plan", f"{strategy} ({_why(strategy)})")
+    strategy, bucket, certain = await detect_strategy(cloud, run, region, cached)
+    run.emit(region, "plan", f"{strategy} ({strategy_reason(strategy)})")
     return RegionPlan(region, strategy, bucket, existing, certain)
 
 
-def _why(strategy: Strategy) -> str:
+def strategy_reason(strategy: Strategy) -> str:
     return {
         "direct": "public OSS access works",
         "relay": "public OSS access refused, Function Compute available",
@@ -138,7 +138,7 @@ def _why(strategy: Strategy) -> str:
     }[strategy]
 
 
-async def _detect(
+async def detect_strategy(
     cloud: Cloud, run: Run, region: str, cached: str | None
 ) -> tuple[Strategy, str | None, bool]:
     """The strategy, the temporary bucket, and whether the strategy is worth remembering."""

@@ -9,18 +9,16 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 
 from aliasync.pipeline._copysources import CopySourcePool
 from aliasync.pipeline._journal import Journal
+from aliasync.pipeline._options import ImportOptions
 from aliasync.pipeline._prepare import PreparedImage
 from aliasync.pipeline._report import Event, EventHandler
 from aliasync.pipeline._uploads import UploadBoard
-
-if TYPE_CHECKING:
-    from aliasync.pipeline._orchestrator import ImportOptions
 
 BUCKET_PREFIX = "aliasync-tmp-"
 FUNCTION_PREFIX = "aliasync-relay-"

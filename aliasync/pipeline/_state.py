@@ -28,6 +28,11 @@ class CapabilityCache:
         self.path = path
         self.scope = scope
 
+    @classmethod
+    def for_scope(cls, scope: str) -> CapabilityCache:
+        """The cache in the state directory, for one account and endpoint set."""
+        return cls(state_dir() / "capabilities.json", scope)
+
     def _load_all(self) -> dict[str, Any]:
         try:
             doc = json.loads(self.path.read_text())

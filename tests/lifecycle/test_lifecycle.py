@@ -27,6 +27,7 @@ from aliasync.lifecycle._images import (
 from aliasync.lifecycle._regions import detect_capabilities
 from aliasync.lifecycle._release import architecture, dokuwiki, markdown
 from aliasync.lifecycle._setup import setup_account
+from aliasync.pipeline._state import CapabilityCache
 from aliasync.sim import Simulator
 from tests.importing import BIOS, UEFI, assert_no_leaks, images_named, run_import
 
@@ -167,7 +168,7 @@ async def test_regions_capability_map(sim: Simulator, cloud: Cloud) -> None:
     assert found["cn-heyuan"].capability == "copy-only"
     assert found["cn-zhangjiakou"].capability == "copy-only"
     assert all(r.reason for r in found.values())
-    assert cloud.capabilities.load() == {
+    assert CapabilityCache.for_scope(cloud.cache_scope).load() == {
         "ap-southeast-1": "direct",
         "cn-beijing": "relay",
         "cn-heyuan": "copy",

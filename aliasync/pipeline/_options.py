@@ -1,0 +1,24 @@
+"""What an import is asked to do: the options every layer of a run reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["ImportOptions"]
+
+
+@dataclass(frozen=True)
+class ImportOptions:
+    """What to publish where, and how."""
+
+    regions: tuple[str, ...] | None = None  # None: every region DescribeRegions returns
+    name: str | None = None  # default: "<family>-YYYYMMDD"
+    family: str = "ipxe"
+    public: bool = False
+    share_accounts: tuple[str, ...] = ()
+    overwrite: bool = False
+    copy_concurrency: int = 1  # copies per source region the cloud runs at once
+    relay_sources: int = 3  # uncensored buckets a relay downloads from in parallel
+    # Uploads share one uplink: a few at a time finish the first copy of every image soonest,
+    # and the imports, relays and copies waiting on them start earlier.
+    upload_concurrency: int = 8
