@@ -3,6 +3,9 @@
 ECS (RPC 2014-05-26), OSS through its S3-compatible API, Function Compute 3.0, STS and RAM,
 faithful on the wire (the official SDKs drive it unmodified), with the cloud's failure modes
 and slowness switchable on, and introspection to check what a client left behind.
+
+One package per service (models: pure state; responses: parse, call the model, serialize;
+routing), over a shared core. Imports nothing of the importer, which never imports it.
 """
 
 from __future__ import annotations

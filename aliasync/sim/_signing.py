@@ -64,6 +64,10 @@ class MalformedAuth(AuthFailure):
     """The Authorization header or auth parameters cannot be parsed or are unsupported."""
 
 
+class MalformedTimestamp(MalformedAuth):
+    """A signature's date or timestamp is not in the format its scheme prescribes."""
+
+
 class UnknownAccessKey(AuthFailure):
     """The access key ID is not in the store."""
 
@@ -128,7 +132,7 @@ def _parse_time(value: str, fmt: str, what: str) -> float:
     try:
         return float(calendar.timegm(time.strptime(value, fmt)))
     except ValueError:
-        raise MalformedAuth(f"{what} is not a valid timestamp") from None
+        raise MalformedTimestamp(f"{what} is not a valid timestamp") from None
 
 
 def _check_skew(signed_at: float, now: float | None) -> None:

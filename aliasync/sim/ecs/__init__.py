@@ -1,4 +1,8 @@
-"""Emulated ECS (RPC 2014-05-26): custom images, their snapshots, import tasks, image copies."""
+"""Emulated ECS (RPC 2014-05-26): custom images, their snapshots, import tasks, image copies.
+
+Routing in ``_api``, wire shapes in ``_responses`` and ``_views``, pure state in ``_models``.
+May import the emulator's shared modules (``aliasync.sim._*``), never another service.
+"""
 
 from __future__ import annotations
 

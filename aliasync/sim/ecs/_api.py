@@ -10,9 +10,9 @@ from typing import Any
 from aiohttp import web
 
 from aliasync.sim import _signing as sig
+from aliasync.sim._auth import AuthErrors, authenticate
 from aliasync.sim._context import SimContext, new_request_id
 from aliasync.sim._errors import SimError
-from aliasync.sim._keys import KeyRecord
 from aliasync.sim._service import Route, SimRequest
 from aliasync.sim.ecs._models import EcsModel
 from aliasync.sim.ecs._params import Params, missing
@@ -61,24 +61,42 @@ def snake_case(action: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", action).lower()
 
 
-def _auth_error(failure: sig.AuthFailure, scheme: str) -> SimError:
-    if isinstance(failure, sig.UnknownAccessKey):
-        return SimError("InvalidAccessKeyId.NotFound", "Specified access key is not found.", 404)
-    if isinstance(failure, sig.SignatureMismatch):
-        return SimError(
-            "SignatureDoesNotMatch", "Specified signature is not matched with our calculation."
-        )
-    if isinstance(failure, sig.ExpiredRequest):
-        return SimError(
-            "InvalidTimeStamp.Expired", "Specified time stamp or date value is expired."
-        )
-    if isinstance(failure, sig.InvalidSecurityToken):
-        return SimError("InvalidSecurityToken.Malformed", "Specified SecurityToken is malformed.")
-    if "not a valid timestamp" in failure.reason:
-        return SimError(
-            "InvalidTimeStamp.Format", "Specified time stamp or date value is not well formatted."
-        )
-    return SimError("IncompleteSignature", _INCOMPLETE)
+_AUTH_ERRORS = AuthErrors(
+    kinds=(
+        (
+            sig.UnknownAccessKey,
+            "InvalidAccessKeyId.NotFound",
+            404,
+            "Specified access key is not found.",
+        ),
+        (
+            sig.SignatureMismatch,
+            "SignatureDoesNotMatch",
+            400,
+            "Specified signature is not matched with our calculation.",
+        ),
+        (
+            sig.ExpiredRequest,
+            "InvalidTimeStamp.Expired",
+            400,
+            "Specified time stamp or date value is expired.",
+        ),
+        (
+            sig.InvalidSecurityToken,
+            "InvalidSecurityToken.Malformed",
+            400,
+            "Specified SecurityToken is malformed.",
+        ),
+        (
+            sig.MalformedTimestamp,
+            "InvalidTimeStamp.Format",
+            400,
+            "Specified time stamp or date value is not well formatted.",
+        ),
+    ),
+    fallback=("IncompleteSignature", 400, _INCOMPLETE),
+    expired=SimError("InvalidSecurityToken.Expired", "Specified SecurityToken is expired."),
+)
 
 
 class EcsService:
@@ -125,31 +143,15 @@ class EcsService:
 
     def _authenticate(self, request: SimRequest, body: bytes) -> str:
         scheme = sig.auth_scheme(request.query_string, request.headers)
-        lookup = self.ctx.keys.lookup
-        record: KeyRecord
-        try:
-            if scheme == "acs3":
-                record = sig.verify_acs3(
-                    request.method,
-                    request.path,
-                    request.query_string,
-                    request.headers,
-                    body,
-                    lookup,
-                )
-            elif scheme == "rpc_v1":
-                for name in ("AccessKeyId", "Signature", "Timestamp", "SignatureNonce"):
-                    if not request.param(name):
-                        raise missing(name)
-                record = sig.verify_rpc_v1(request.method, request.query_string, lookup)
-            elif scheme == "none":
-                raise missing("AccessKeyId")
-            else:
-                raise SimError("IncompleteSignature", _INCOMPLETE)
-        except sig.AuthFailure as failure:
-            raise _auth_error(failure, scheme) from None
-        if record.expires_at is not None and record.expires_at <= self.ctx.clock.now():
-            raise SimError("InvalidSecurityToken.Expired", "Specified SecurityToken is expired.")
+        if scheme == "rpc_v1":
+            for name in ("AccessKeyId", "Signature", "Timestamp", "SignatureNonce"):
+                if not request.param(name):
+                    raise missing(name)
+        elif scheme == "none":
+            raise missing("AccessKeyId")
+        elif scheme != "acs3":
+            raise SimError("IncompleteSignature", _INCOMPLETE)
+        authenticate(self.ctx, request, body, _AUTH_ERRORS, rpc_v1=True)
         return scheme
 
     def _json(self, request: SimRequest, status: int, answer: dict[str, Any]) -> web.Response:

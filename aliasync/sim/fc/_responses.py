@@ -33,6 +33,7 @@ import anyio
 from aiohttp import web
 
 from aliasync.sim import _signing as sig
+from aliasync.sim._auth import AuthErrors, authenticate
 from aliasync.sim._context import SimContext
 from aliasync.sim._errors import DropConnection, SimError
 from aliasync.sim._keys import KeyRecord
@@ -65,13 +66,17 @@ _PATHS = (
     ("GET", re.compile(r"/2023-03-30/functions/([^/]+)/?"), "GetFunction", False),
     ("DELETE", re.compile(r"/2023-03-30/functions/([^/]+)/?"), "DeleteFunction", True),
 )
-_AUTH_ERRORS: tuple[tuple[type[sig.AuthFailure], str, int], ...] = (
-    (sig.MissingAuth, "MissingRequiredHeader", 400),
-    (sig.MalformedAuth, "InvalidArgument", 400),
-    (sig.UnknownAccessKey, "InvalidAccessKeyID", 403),
-    (sig.SignatureMismatch, "SignatureNotMatch", 403),
-    (sig.ExpiredRequest, "RequestTimeTooSkewed", 403),
-    (sig.InvalidSecurityToken, "InvalidSecurityToken", 403),
+_AUTH_ERRORS = AuthErrors(
+    kinds=(
+        (sig.MissingAuth, "MissingRequiredHeader", 400, None),
+        (sig.MalformedAuth, "InvalidArgument", 400, None),
+        (sig.UnknownAccessKey, "InvalidAccessKeyID", 403, None),
+        (sig.SignatureMismatch, "SignatureNotMatch", 403, None),
+        (sig.ExpiredRequest, "RequestTimeTooSkewed", 403, None),
+        (sig.InvalidSecurityToken, "InvalidSecurityToken", 403, None),
+    ),
+    fallback=("AccessDenied", 403, None),
+    expired=SimError("InvalidSecurityToken.Expired", "the security token has expired", 403),
 )
 
 
@@ -204,22 +209,7 @@ class FcService:
     # --- actions --------------------------------------------------------------------------
 
     def _authenticate(self, request: SimRequest, body: bytes) -> KeyRecord:
-        try:
-            record = sig.verify_acs3(
-                request.method,
-                request.path,
-                request.query_string,
-                request.headers,
-                body,
-                self.ctx.keys.lookup,
-            )
-        except sig.AuthFailure as exc:
-            for kind, code, status in _AUTH_ERRORS:
-                if isinstance(exc, kind):
-                    raise SimError(code, exc.reason, status) from None
-            raise SimError("AccessDenied", exc.reason, 403) from None
-        if record.expires_at is not None and self.ctx.clock.now() > record.expires_at:
-            raise SimError("InvalidSecurityToken.Expired", "the security token has expired", 403)
+        record = authenticate(self.ctx, request, body, _AUTH_ERRORS, rpc_v1=False)
         account = request.host.split(".", 1)[0]
         if account.isdigit() and account != self.ctx.account_id:
             raise SimError("AccessDenied", "the endpoint belongs to another account", 403)

@@ -1,4 +1,9 @@
-"""OSS (Object Storage Service) emulated through its S3-compatible API."""
+"""OSS (Object Storage Service) emulated through its S3-compatible API.
+
+Routing in ``_routing``, requests and XML in ``_responses``, ``_objects`` and ``_xml``, state
+in ``_models`` and ``_buckets``. May import the emulator's shared modules, never another
+service.
+"""
 
 from __future__ import annotations
 

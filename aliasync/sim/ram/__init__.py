@@ -1,4 +1,7 @@
-"""Emulated RAM (roles and system policies) and STS (GetCallerIdentity), both RPC style."""
+"""Emulated RAM (roles and system policies) and STS (GetCallerIdentity), both RPC style.
+
+May import the emulator's shared modules, never another service.
+"""
 
 from __future__ import annotations
 

@@ -21,6 +21,7 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 
 from aliasync.sim import _signing as sig
+from aliasync.sim._auth import AuthErrors, authenticate
 from aliasync.sim._context import SimContext
 from aliasync.sim._errors import DropConnection, SimError
 from aliasync.sim._keys import KeyRecord
@@ -30,13 +31,17 @@ from aliasync.sim.ram._models import RamModel
 Params = dict[str, str]
 Action = Callable[[Params, KeyRecord], dict[str, Any]]
 
-_AUTH_ERRORS: tuple[tuple[type[sig.AuthFailure], str, int], ...] = (
-    (sig.UnknownAccessKey, "InvalidAccessKeyId.NotFound", 404),
-    (sig.SignatureMismatch, "SignatureDoesNotMatch", 400),
-    (sig.ExpiredRequest, "InvalidTimeStamp.Expired", 400),
-    (sig.InvalidSecurityToken, "InvalidSecurityToken.MismatchWithAccessKey", 400),
-    (sig.MissingAuth, "IncompleteSignature", 400),
-    (sig.MalformedAuth, "IncompleteSignature", 400),
+_AUTH_ERRORS = AuthErrors(
+    kinds=(
+        (sig.UnknownAccessKey, "InvalidAccessKeyId.NotFound", 404, None),
+        (sig.SignatureMismatch, "SignatureDoesNotMatch", 400, None),
+        (sig.ExpiredRequest, "InvalidTimeStamp.Expired", 400, None),
+        (sig.InvalidSecurityToken, "InvalidSecurityToken.MismatchWithAccessKey", 400, None),
+        (sig.MissingAuth, "IncompleteSignature", 400, None),
+        (sig.MalformedAuth, "IncompleteSignature", 400, None),
+    ),
+    fallback=("Forbidden", 403, None),
+    expired=SimError("InvalidSecurityToken.Expired", "The security token has expired.", 400),
 )
 _STS_HOST = re.compile(r"sts(?:-vpc)?\.(?P<region>[a-z0-9-]+)\.aliyuncs\.com")
 
@@ -113,25 +118,7 @@ class _RpcService:
 
     async def _authenticate(self, request: SimRequest) -> tuple[Params, KeyRecord]:
         body = await request.body()
-        try:
-            if sig.auth_scheme(request.query_string, request.headers) == "rpc_v1":
-                key = sig.verify_rpc_v1(request.method, request.query_string, self.ctx.keys.lookup)
-            else:
-                key = sig.verify_acs3(
-                    request.method,
-                    request.path,
-                    request.query_string,
-                    request.headers,
-                    body,
-                    self.ctx.keys.lookup,
-                )
-        except sig.AuthFailure as exc:
-            for kind, code, status in _AUTH_ERRORS:
-                if isinstance(exc, kind):
-                    raise SimError(code, exc.reason, status) from None
-            raise SimError("Forbidden", exc.reason, 403) from None
-        if key.expires_at is not None and self.ctx.clock.now() > key.expires_at:
-            raise SimError("InvalidSecurityToken.Expired", "The security token has expired.", 400)
+        key = authenticate(self.ctx, request, body, _AUTH_ERRORS, rpc_v1=True)
         params: Params = dict(request.query)
         content_type = request.headers.get("content-type", "")
         if body and content_type.startswith("application/x-www-form-urlencoded"):
