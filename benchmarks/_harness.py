@@ -16,7 +16,7 @@ from typing import Any
 import anyio
 
 from aliasync.sim import FaultProfile, RegionMap, Simulator
-from tests.diskimages import bios_disk, mbr_disk
+from tests.fatwriter import bios_disk, mbr_disk
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"

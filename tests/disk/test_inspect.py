@@ -16,7 +16,7 @@ from aliasync._exceptions import InvalidImageError, InvalidNameError
 from aliasync.disk._fat import FatVolume
 from aliasync.disk._inspect import DiskImage, inspect_image
 from aliasync.pipeline._names import check_ecs_name, default_name
-from tests import diskimages as d
+from tests import fatwriter as d
 
 X64 = "EFI/BOOT/BOOTX64.EFI"
 AA64 = "EFI/BOOT/BOOTAA64.EFI"
