@@ -35,7 +35,7 @@ _SHORT_OK = re.compile(r"[A-Z0-9_\-]{1,8}(\.[A-Z0-9_\-]{1,3})?")
 
 @dataclass(frozen=True)
 class Geometry:
-    """The BPB choices for one FAT type; the FAT size is derived, as a formatter would."""
+    """The BPB choices of one formatter run; the FAT size is derived, as a formatter would."""
 
     bits: int
     total_sectors: int
@@ -44,6 +44,15 @@ class Geometry:
     root_entries: int
     media: int
     fats: int = 2
+    # What the boot sector says besides the sizes (defaults: what mkfs.fat writes).
+    jump: bytes = b""  # b"": EB 3C 90, or EB 58 90 on FAT32
+    oem: bytes = b"MSWIN4.1"
+    sectors_per_track: int = 32
+    heads: int = 64
+    hidden_sectors: int | None = None  # None: where the filesystem starts
+    drive: int | None = None  # None: 0x00 for FAT12, 0x80 otherwise
+    label: str = "ALIASYNC"
+    serial: int = 0x1234ABCD
 
 
 GEOMETRIES = {
@@ -170,12 +179,12 @@ def _lfn_entries(name: str, checksum: int) -> list[bytes]:
     return entries
 
 
-def _short_entry(name11: bytes, attr: int, cluster: int, size: int) -> bytes:
+def _short_entry(name11: bytes, attr: int, cluster: int, size: int, nt: int = 0) -> bytes:
     return struct.pack(
         "<11sBBBHHHHHHHI",
         name11,
         attr,
-        0,
+        nt,
         0,
         0,
         _DATE,
@@ -197,9 +206,21 @@ def write_fat(
     dirs: Collection[str] = (),
     fragmented: bool = False,
     bad_lfn_checksum: Collection[str] = (),
+    geometry: Geometry | None = None,
+    attributes: Mapping[str, int] | None = None,
+    lower_case: Collection[str] = (),
+    label_lfn: bool = False,
 ) -> FatLayout:
-    """Write a FAT``bits`` filesystem holding ``files`` (and empty ``dirs``) at ``offset``."""
-    g = GEOMETRIES[bits]
+    """Write a FAT``bits`` filesystem holding ``files`` (and empty ``dirs``) at ``offset``.
+
+    ``geometry`` replaces the preset for ``bits``; ``attributes`` sets a path's attribute byte
+    (default 0x20, 0x10 for directories); paths in ``lower_case`` get an upper-case 8.3 entry
+    with the NT lower-case flags (0x18) and no long name, as mtools writes ``syslinux.cfg``;
+    ``label_lfn`` puts a long-name entry before a mixed-case volume label, as mtools does.
+    """
+    g = geometry or GEOMETRIES[bits]
+    bits = g.bits
+    attrs = dict(attributes or {})
     fat_sectors, clusters = fat_sectors_for(g)
     root_sectors = (g.root_entries * 32 + SECTOR - 1) // SECTOR
     cluster_bytes = g.sectors_per_cluster * SECTOR
@@ -235,8 +256,12 @@ def write_fat(
         """Give the directory's children short names; return its size in entries."""
         used: set[bytes] = set()
         entries = 1 if is_root else 2  # the volume label, or "." and ".."
+        if is_root and label_lfn:
+            entries += len(_lfn_entries(g.label, 0))
         for child in node.children.values():
             child.short, child.long = _short_alias(child.name, used)
+            if child.name in lower_case:
+                child.short, child.long = _short_alias(child.name.upper(), used)[0], False
             used.add(child.short)
             entries += 1 + (len(_lfn_entries(child.name, 0)) if child.long else 0)
         return entries
@@ -274,7 +299,10 @@ def write_fat(
         first = node.clusters[0] if node.clusters else 0
         entries: list[bytes] = []
         if not path:
-            entries.append(b"ALIASYNC   " + bytes([0x08]) + bytes(20))
+            label11 = g.label.upper().ljust(11).encode()
+            if label_lfn:
+                entries.extend(_lfn_entries(g.label, lfn_checksum(label11)))
+            entries.append(_short_entry(label11, 0x08, 0, 0))
         else:
             entries.append(_short_entry(b".          ", 0x10, first, 0))
             entries.append(_short_entry(b"..         ", 0x10, parent_cluster, 0))
@@ -287,12 +315,15 @@ def write_fat(
                 entries.extend(_lfn_entries(child.name, checksum))
             entry_offsets[child_path] = position(node, len(entries))
             child_first = child.clusters[0] if child.clusters else 0
+            nt = 0x18 if child.name in lower_case else 0
             if child.data is None:
-                entries.append(_short_entry(child.short, 0x10, child_first, 0))
+                attr = attrs.get(child_path, 0x10)
+                entries.append(_short_entry(child.short, attr, child_first, 0, nt))
                 # ".." of a top-level directory is 0, meaning "the root", even on FAT32.
                 write_tree(child, child_path, first if path else 0)
             else:
-                entries.append(_short_entry(child.short, 0x20, child_first, len(child.data)))
+                attr = attrs.get(child_path, 0x20)
+                entries.append(_short_entry(child.short, attr, child_first, len(child.data), nt))
                 chains[child_path] = child.clusters
                 write_data(child, child.data)
         table = b"".join(entries)
@@ -305,8 +336,8 @@ def write_fat(
     write_tree(root, "", 0)
 
     boot = bytearray(SECTOR)
-    boot[0:3] = b"\xeb\x58\x90" if bits == 32 else b"\xeb\x3c\x90"
-    boot[3:11] = b"MSWIN4.1"
+    boot[0:3] = g.jump or (b"\xeb\x58\x90" if bits == 32 else b"\xeb\x3c\x90")
+    boot[3:11] = g.oem
     small = bits != 32 and g.total_sectors < 0x10000
     struct.pack_into(
         "<HBHBHHBHHHII",
@@ -320,12 +351,12 @@ def write_fat(
         g.total_sectors if small else 0,
         g.media,
         0 if bits == 32 else fat_sectors,
-        32,  # sectors per track
-        64,  # heads
-        offset // SECTOR,  # hidden sectors: where the partition starts
+        g.sectors_per_track,
+        g.heads,
+        offset // SECTOR if g.hidden_sectors is None else g.hidden_sectors,
         0 if small else g.total_sectors,
     )
-    label, serial = b"ALIASYNC   ", 0x1234ABCD
+    label, serial = g.label.ljust(11).encode(), g.serial
     fstype = f"FAT{bits}".ljust(8).encode()
     if bits == 32:
         root_cluster = root.clusters[0]
@@ -334,7 +365,7 @@ def write_fat(
             bytes(12), 0x80, 0, 0x29, serial, label, fstype,
         )  # fmt: skip
     else:
-        drive = 0x00 if bits == 12 else 0x80
+        drive = g.drive if g.drive is not None else 0x00 if bits == 12 else 0x80
         struct.pack_into("<BBBI11s8s", boot, 36, drive, 0, 0x29, serial, label, fstype)
     boot[510:512] = b"\x55\xaa"
     f.seek(offset)

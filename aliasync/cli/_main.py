@@ -18,6 +18,7 @@ import anyio
 from aliasync._exceptions import AliasyncError, UsageError
 from aliasync.cli._lifecycle import LIFECYCLE_COMMANDS, add_commands, run_command
 from aliasync.cli._progress import ProgressView, print_report
+from aliasync.pipeline._prepare import ARCHITECTURES, BOOT_MODES, check_boot_overrides
 from aliasync.pipeline._report import ImportReport
 
 log = logging.getLogger("aliasync")
@@ -32,7 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     imp = sub.add_parser("import", help="import disk images into regions")
-    imp.add_argument("images", nargs="*", metavar="IMAGE", help="raw disk image files")
+    imp.add_argument(
+        "images", nargs="*", metavar="IMAGE", help="disk image files (raw, QCOW2 or VHD)"
+    )
     imp.add_argument(
         "--resume",
         nargs="?",
@@ -50,6 +53,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     imp.add_argument("-n", "--name", help="image name (default: <family>-YYYYMMDD)")
     imp.add_argument("-f", "--family", default="ipxe", help="image family (default: ipxe)")
+    imp.add_argument(
+        "--boot-mode",
+        choices=BOOT_MODES,
+        help="register with this boot mode instead of the detected one (a warning says so)",
+    )
+    imp.add_argument(
+        "--arch",
+        choices=ARCHITECTURES,
+        dest="architecture",
+        help="register with this architecture instead of the detected one",
+    )
     imp.add_argument("--public", action="store_true", help="share the images publicly")
     imp.add_argument(
         "--share-account",
@@ -176,6 +190,7 @@ async def _import(args: argparse.Namespace) -> int:
         raise UsageError("--copy-concurrency must be at least 1")
     if args.upload_concurrency < 1:
         raise UsageError("--upload-concurrency must be at least 1")
+    check_boot_overrides(args.boot_mode, args.architecture)
     if args.resume is not None and args.images:
         raise UsageError("--resume continues a run with its own images: give no IMAGE")
     if args.resume is None and not args.images:
@@ -189,6 +204,8 @@ async def _import(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         copy_concurrency=args.copy_concurrency,
         upload_concurrency=args.upload_concurrency,
+        boot_mode=args.boot_mode,
+        architecture=args.architecture,
     )
     view = ProgressView(sys.stderr, verbose=args.verbose)
 

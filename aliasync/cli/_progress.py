@@ -48,6 +48,10 @@ class ProgressView:
             self._live = None
 
     def on_event(self, event: Event) -> None:
+        if event.stage == "warning":
+            # Said before anything is published, whatever the view.
+            log.warning("warning: %s", event.message)
+            return
         key = f"{event.region}/{event.image or ''}"
         self._latest[key] = event
         if self._live is not None:
@@ -73,8 +77,20 @@ def _line(event: Event) -> str:
 
 
 def print_report(report: ImportReport, stream: TextIO) -> None:
-    """The result table: region, image name, family, image ID, strategy, elapsed."""
+    """What each file is and how it is registered; then per region: image name, family,
+    image ID, strategy, elapsed."""
     console = Console(file=stream, width=160 if not stream.isatty() else None)
+    images = Table(title="images")
+    for column in ("file", "image name", "format", "boot mode", "arch", "why"):
+        images.add_column(column)
+    for summary in report.images:
+        why = summary.evidence + "".join(f"\nwarning: {w}" for w in summary.warnings)
+        images.add_row(
+            Path(summary.path).name, summary.name, summary.format, summary.boot_mode,
+            summary.architecture, why,
+        )  # fmt: skip
+    if report.images:
+        console.print(images)
     table = Table(title=f"run {report.run_id}: {report.status}")
     for column in ("region", "image name", "family", "image ID", "strategy", "elapsed", "status"):
         table.add_column(column)

@@ -192,8 +192,10 @@ class EcsApi:
         client_token: str,
         description: str = "",
         tags: Mapping[str, str] | None = None,
+        disk_format: str = "RAW",
     ) -> tuple[str, str]:
-        """Start importing a RAW disk image from OSS; return ``(image_id, task_id)``."""
+        """Start importing a disk image (RAW, QCOW2 or VHD) from OSS; return
+        ``(image_id, task_id)``."""
         request = m.ImportImageRequest(
             region_id=self.region,
             image_name=name,
@@ -209,7 +211,7 @@ class EcsApi:
                 m.ImportImageRequestDiskDeviceMapping(
                     ossbucket=bucket,
                     ossobject=key,
-                    format="RAW",
+                    format=disk_format,
                     disk_image_size=str(disk_image_size_gib),
                 )
             ],
@@ -291,10 +293,11 @@ class EcsApi:
         body = await self._call("CopyImage", lambda: self._client.copy_image_async(request))
         return str(body["ImageId"])
 
-    async def set_family(self, image_id: str, family: str) -> None:
-        """Put the image in an image family."""
+    async def set_family(self, image_id: str, family: str, *, boot_mode: str | None = None) -> None:
+        """Put the image in an image family; set its boot mode too if ``boot_mode`` is given
+        (``UEFI-Preferred`` can only be set here: ImportImage takes BIOS or UEFI)."""
         request = m.ModifyImageAttributeRequest(
-            region_id=self.region, image_id=image_id, image_family=family
+            region_id=self.region, image_id=image_id, image_family=family, boot_mode=boot_mode
         )
         await self._call(
             "ModifyImageAttribute", lambda: self._client.modify_image_attribute_async(request)

@@ -35,7 +35,9 @@ __all__ = [
 
 REPLACEMENT_TAG = "aliasync:replacement"
 # The per-firmware variants the importer appends to a family (see aliasync.disk._inspect).
-_VARIANTS = ("", "-uefi-x86-64", "-uefi-arm64", "-uefi-multi")
+_VARIANTS = (
+    "", "-uefi-x86-64", "-uefi-arm64", "-uefi-multi", "-hybrid-x86-64", "-hybrid-multi",
+)  # fmt: skip
 
 T = TypeVar("T")
 

@@ -21,6 +21,8 @@ _ARCHITECTURES = (
     ("-uefi-x86-64", "x86_64"),
     ("-uefi-arm64", "arm64"),
     ("-uefi-multi", "x86_64+arm64"),
+    ("-hybrid-x86-64", "x86_64"),
+    ("-hybrid-multi", "x86_64+arm64"),
 )
 
 

@@ -22,3 +22,6 @@ class ImportOptions:
     # Uploads share one uplink: a few at a time finish the first copy of every image soonest,
     # and the imports, relays and copies waiting on them start earlier.
     upload_concurrency: int = 8
+    # Registration as the user says, not as detected (a warning says where they differ).
+    boot_mode: str | None = None  # BIOS, UEFI or UEFI-Preferred
+    architecture: str | None = None  # x86_64, arm64 or i386

@@ -16,7 +16,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -28,9 +28,15 @@ from aliasync.cloud._cloud import Cloud
 from aliasync.cloud._endpoints import Endpoints
 from aliasync.pipeline._journal import Journal
 from aliasync.pipeline._options import ImportOptions
-from aliasync.pipeline._prepare import PreparedImage, prepare_images
+from aliasync.pipeline._prepare import PreparedImage, base_name, prepare_images
 from aliasync.pipeline._regionplan import PlanBoard, RegionPlan, plan_region
-from aliasync.pipeline._report import EventHandler, ImageResult, ImportReport, RegionResult
+from aliasync.pipeline._report import (
+    EventHandler,
+    ImageResult,
+    ImageSummary,
+    ImportReport,
+    RegionResult,
+)
 from aliasync.pipeline._run import BUCKET_PREFIX, FUNCTION_PREFIX, Run
 from aliasync.pipeline._state import CapabilityCache, state_dir
 from aliasync.pipeline._strategies import ImageJob, publish_image
@@ -94,7 +100,9 @@ class Importer:
     ) -> ImportReport:
         """Publish ``paths`` as configured; partial failure is in the report, not raised."""
         options = options or ImportOptions()
-        images = await prepare_images(paths, name=options.name, family=options.family)
+        # The name is fixed when the run starts: a run resumed after midnight keeps it.
+        options = replace(options, name=base_name(options.name, options.family))
+        images = await _prepare(paths, options)
         regions = await self.cloud.select_regions(options.regions)
         run = self._new_run(secrets.token_hex(8), options, images)
         if run.journal is not None:
@@ -105,9 +113,7 @@ class Importer:
         """Continue a killed run (the latest by default) without redoing finished work."""
         record = self.journal.run(run_id)
         options, paths, regions = _from_plan_record(record.plan, self.journal.path)
-        images = await prepare_images(
-            [p for p, _ in paths], name=options.name, family=options.family
-        )
+        images = await _prepare([p for p, _ in paths], options)
         for image, (path, digest) in zip(images, paths, strict=True):
             if image.sha256 != digest:
                 raise JournalError(
@@ -130,7 +136,10 @@ class Importer:
         )
 
     async def _execute(self, run: Run, regions: list[str]) -> ImportReport:
-        report = ImportReport(run.run_id)
+        report = ImportReport(run.run_id, images=[_summary(i) for i in run.images])
+        for image in run.images:
+            for warning in image.warnings:
+                run.emit("", "warning", warning, image.name)
         results = {r: RegionResult(r) for r in regions}
         report.regions = list(results.values())
         status = "interrupted"
@@ -302,6 +311,32 @@ async def import_images(
     """
     async with Importer(endpoints, on_event=on_event) as importer:
         return await importer.run(paths, options)
+
+
+def _summary(image: PreparedImage) -> ImageSummary:
+    return ImageSummary(
+        path=str(image.path),
+        name=image.name,
+        family=image.family,
+        format=image.disk.format,
+        boot_mode=image.boot_mode,
+        architecture=image.architecture,
+        evidence=image.disk.evidence,
+        size=image.size,
+        virtual_size=image.disk.virtual_size,
+        sha256=image.sha256,
+        warnings=image.warnings,
+    )
+
+
+async def _prepare(paths: Sequence[str | Path], options: ImportOptions) -> list[PreparedImage]:
+    return await prepare_images(
+        paths,
+        name=options.name,
+        family=options.family,
+        boot_mode=options.boot_mode,
+        architecture=options.architecture,
+    )
 
 
 def _plan_record(

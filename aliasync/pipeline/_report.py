@@ -29,6 +29,23 @@ class Event:
 EventHandler = Callable[[Event], None]
 
 
+@dataclass(frozen=True)
+class ImageSummary:
+    """One input file: what inspection found in it, and how it is registered."""
+
+    path: str
+    name: str
+    family: str
+    format: str  # RAW, QCOW2 or VHD: ImportImage's Format
+    boot_mode: str  # as registered
+    architecture: str  # as registered
+    evidence: str  # why inspection decided what it did
+    size: int
+    virtual_size: int
+    sha256: str
+    warnings: tuple[str, ...] = ()  # where --boot-mode or --arch overrode the evidence
+
+
 @dataclass
 class ImageResult:
     """One image in one region."""
@@ -71,6 +88,7 @@ class ImportReport:
     run_id: str
     regions: list[RegionResult] = field(default_factory=list)
     elapsed: float = 0.0
+    images: list[ImageSummary] = field(default_factory=list)
 
     @property
     def status(self) -> Status:
@@ -98,6 +116,7 @@ class ImportReport:
             "run_id": self.run_id,
             "status": self.status,
             "elapsed": round(self.elapsed, 3),
+            "images": [asdict(i) for i in self.images],
             "regions": [
                 {**asdict(r), "status": r.status} for r in sorted(self.regions, key=_region_key)
             ],

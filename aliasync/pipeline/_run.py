@@ -68,7 +68,7 @@ class Run:
         return f"{FUNCTION_PREFIX}{self.short_id}"
 
     def object_key(self, image: PreparedImage) -> str:
-        return f"{self.key_prefix}{image.sha256[:16]}/{image.name}.raw"
+        return f"{self.key_prefix}{image.sha256[:16]}/{image.name}{image.object_suffix}"
 
     @property
     def key_prefix(self) -> str:

@@ -206,6 +206,15 @@ async def _ensure_function(cloud: Cloud, run: Run, region: str) -> str:
 
 async def _copy(cloud: Cloud, job: ImageJob, existing: list[ImageInfo]) -> ImageInfo:
     run, region, image = job.run, job.region, job.image
+    if image.disk.format == "VHD":
+        # CopyImage refuses images imported from VHD (InvalidOperation.VhdImageUnsupported):
+        # say so now instead of after waiting hours for a source.
+        raise PermanentCloudError(
+            "InvalidOperation.VhdImageUnsupported",
+            "this region gets images only by CopyImage, which ECS refuses for images imported"
+            " from VHD: publish a QCOW2 or RAW image to reach it",
+            region=region,
+        )
     run.emit(region, "copy", "waiting for a source image", image.name)
     retired = False
     for attempt in range(run.first_attempt(region, image.name, "copy"), IMPORT_ATTEMPTS):
@@ -255,8 +264,9 @@ async def _import(ecs: EcsApi, job: ImageJob, bucket: str, key: str) -> ImageInf
             bucket=bucket,
             key=key,
             disk_image_size_gib=image.disk.disk_image_size_gib,
-            boot_mode=image.disk.boot_mode,
-            architecture=image.disk.architecture,
+            boot_mode=image.import_boot_mode,
+            architecture=image.architecture,
+            disk_format=image.disk.format,
             client_token=token,
             description=f"{image.name} (aliasync run {run.run_id})",
         )
@@ -275,9 +285,13 @@ async def _import(ecs: EcsApi, job: ImageJob, bucket: str, key: str) -> ImageInf
 
 
 async def _finish(ecs: EcsApi, job: ImageJob, info: ImageInfo) -> None:
-    """Family, then sharing: only a complete image is ever made public."""
+    """Family and boot mode, then sharing: only a complete image is ever made public.
+
+    The boot mode is set again whatever the strategy: UEFI-Preferred can only be set here, and
+    whether CopyImage keeps it is not documented.
+    """
     options = job.run.options
-    await ecs.set_family(info.image_id, job.image.family)
+    await ecs.set_family(info.image_id, job.image.family, boot_mode=job.image.boot_mode)
     if options.public or options.share_accounts:
         await ecs.set_sharing(
             info.image_id,

@@ -48,6 +48,10 @@ def test_mbr_disk_without_fat_is_bios(tmp_path: Path) -> None:
         loaders=frozenset(),
         suffix="",
         disk_image_size_gib=1,
+        format="RAW",
+        virtual_size=image.stat().st_size,
+        evidence="BIOS: no EFI loader on any filesystem"
+        " (MBR partition 1, type 0x83, holds no FAT filesystem)",
     )
 
 
@@ -268,12 +272,15 @@ def test_not_a_disk_image(tmp_path: Path, content: bytes) -> None:
     )
 
 
-def test_partition_past_end_of_file_is_truncated(tmp_path: Path) -> None:
-    """An MBR partition that ends past the end of the file means a truncated image."""
+def test_fat_cut_short_in_an_mbr_partition_is_truncated(tmp_path: Path) -> None:
+    """A FAT whose own extent runs past the end of the file is truncated, and said where."""
     image = tmp_path / "cut.img"
     fs = d.mbr_disk(image, {X64: PE})
     os.truncate(image, fs.offset + fs.size - 1)
-    assert problem(image).startswith("is truncated: MBR partition 4 ends at byte")
+    assert problem(image) == (
+        "is truncated: the FAT filesystem at byte 1048576 needs 4194304 bytes, but only"
+        " 4194303 remain in the file (in MBR partition 4)"
+    )
 
 
 def test_partition_starting_past_end_of_file_is_truncated(tmp_path: Path) -> None:
@@ -298,7 +305,10 @@ def test_gpt_disk_cut_short_is_truncated(tmp_path: Path) -> None:
     image = tmp_path / "cut.img"
     fs = d.gpt_disk(image, {X64: PE})
     os.truncate(image, fs.offset + 4096)
-    assert problem(image).startswith("is truncated: GPT partition 1 ends at byte")
+    assert problem(image) == (
+        "is truncated: the FAT filesystem at byte 1048576 needs 4194304 bytes, but only 4096"
+        " remain in the file (in GPT partition 1)"
+    )
 
 
 def big_boot_dir(tmp_path: Path, bits: int = 16) -> tuple[Path, d.FatLayout]:

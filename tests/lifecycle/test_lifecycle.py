@@ -207,6 +207,7 @@ async def test_release_tables(sim: Simulator) -> None:
             assert f"| {region} | {architecture(name)} | {name} | [{image_id}]({link}" in md
             assert f"[[{link}" in wiki
     assert architecture("ipxe-a-uefi-arm64") == "arm64"
+    assert architecture("ipxe-a-hybrid-multi") == "x86_64+arm64"
     assert architecture("ipxe-a") == "x86_64"
 
 

@@ -17,6 +17,8 @@ def image_view(image: Image, now: float) -> dict[str, Any]:
         "status": image.status(now),
         "content_digest": image.content_digest,
         "content_bytes": image.content_bytes,
+        "disk_format": image.disks[0].format,
+        "failure": image.failure,
         "size_gib": image.size_gib,
         "boot_mode": image.boot_mode,
         "architecture": image.architecture,

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 
 from aliasync.sim._errors import SimError
+from aliasync.sim.ecs._disks import read_disk
 from aliasync.sim.ecs._inspect import InspectMixin
 from aliasync.sim.ecs._state import (
     GIB,
@@ -119,11 +120,14 @@ class EcsModel(TaggingMixin, InspectMixin):
                 403,
             )
         now = self._settle()
-        disks = [self._source_disk(region, n, d) for n, d in enumerate(spec.disks, start=1)]
+        sources = [self._source_disk(region, n, d) for n, d in enumerate(spec.disks, start=1)]
+        disks = [disk for disk, _ in sources]
+        failure = next((problem for _, problem in sources if problem), "")
         self._check_room(region, spec.name)
         image_id, task_id = self.new_id("m-"), self.new_id("t-")
         ready = now + self.ctx.faults.import_seconds(sum(d.content_bytes for d in disks))
-        failed = self.ctx.faults.chance("import", "import_failure_rate", region, key=image_id)
+        injected = self.ctx.faults.chance("import", "import_failure_rate", region, key=image_id)
+        failed = injected or bool(failure)
         image = Image(
             id=image_id,
             region=region,
@@ -143,18 +147,20 @@ class EcsModel(TaggingMixin, InspectMixin):
             failed=failed,
             task_id=task_id,
             tags=dict(spec.tags),
+            failure=failure,
         )
         self._images.setdefault(region, {})[image_id] = image
         self._pending[image_id] = image
         task = Task(task_id, region, "ImportImage", image_id, now, ready, failed)
         self._tasks.setdefault(region, {})[task_id] = task
-        if failed:
+        if injected:
             self.ctx.faults.record("import_failed", "ecs", "ImportImage", region, ready, image_id)
         result = {"ImageId": image_id, "RegionId": region, "TaskId": task_id}
         self._remember("ImportImage", region, token, spec, result)
         return result
 
-    def _source_disk(self, region: str, index: int, spec: DiskSpec) -> Disk:
+    def _source_disk(self, region: str, index: int, spec: DiskSpec) -> tuple[Disk, str | None]:
+        """The disk an object gives, and why the import task will fail, if it will."""
         oss = self.ctx.models.get("oss")
         if oss is None or not oss.bucket_exists(region, spec.oss_bucket):
             raise SimError(
@@ -167,23 +173,27 @@ class EcsModel(TaggingMixin, InspectMixin):
                 "InvalidOSSObject.NotFound",
                 "The specified OSS object does not exist in this region.",
             )
-        needed = max(1, math.ceil(int(info.size) / GIB))
+        content = read_disk(info.path, int(info.size), str(info.sha256), spec.format)
+        # The disk must hold both the file and the disk inside it (docs: "greater than or
+        # equal to the size of the imported image file"; the virtual size: a guess).
+        needed = max(1, math.ceil(max(int(info.size), content.size) / GIB))
         size = needed if spec.size_gib is None else spec.size_gib
         if size < needed:
             raise SimError(
                 "InvalidImageSize",
                 f"The specified DiskDeviceMapping.{index}.DiskImageSize ({size} GiB) is smaller "
-                f"than the image file ({needed} GiB).",
+                f"than the image ({needed} GiB).",
             )
-        return Disk(
+        disk = Disk(
             index=index,
             size_gib=size,
-            format=spec.format or "RAW",
+            format=content.format,
             oss_bucket=spec.oss_bucket,
             oss_object=spec.oss_object,
-            content_bytes=int(info.size),
-            content_digest=str(info.sha256),
+            content_bytes=content.size,
+            content_digest=content.digest,
         )
+        return disk, content.problem
 
     # --- CopyImage / CancelCopyImage --------------------------------------------------------
 
@@ -212,6 +222,13 @@ class EcsModel(TaggingMixin, InspectMixin):
         now = self.now()
         if source.status(now) != "Available":
             raise SimError("IncorrectImageStatus", "The image not available.")
+        if source.disks[0].format == "VHD":
+            raise SimError(
+                "InvalidOperation.VhdImageUnsupported",
+                "The specified vhd image is not supported for this operation. Please switch to"
+                " a raw image and retry.",
+                403,
+            )
         new_name = source.name if name is None else name
         self._check_room(dest_region, new_name)
         new_id = self.new_id("m-")
@@ -311,6 +328,10 @@ class EcsModel(TaggingMixin, InspectMixin):
             check_description(description)
         if family is not None:
             check_family(family)
+        if boot_mode is not None and boot_mode != "UEFI" and image.architecture == "arm64":
+            raise SimError(
+                "InvalidParameter", "Images of the arm64 architecture support UEFI only."
+            )
         if status is not None and image.status(self.now()) not in ("Available", "Deprecated"):
             raise SimError(
                 "IncorrectImageStatus",

@@ -18,7 +18,8 @@ from aliasync.sim.ecs._views import image_json, snapshot_json, task_json
 Answer = dict[str, Any]
 
 FORMATS = ("RAW", "VHD", "QCOW2", "VMDK")
-BOOT_MODES = ("BIOS", "UEFI", "UEFI-Preferred")
+BOOT_MODES = ("BIOS", "UEFI", "UEFI-Preferred")  # ModifyImageAttribute
+IMPORT_BOOT_MODES = ("BIOS", "UEFI")  # ImportImage: UEFI-Preferred is set afterwards
 NVME = ("supported", "unsupported")
 SNAPSHOT_STATUSES = ("progressing", "accomplished", "failed", "all")
 LIST_TAGS_PAGE = 50
@@ -137,7 +138,7 @@ class EcsResponses:
         os_type = p.text("OSType", "linux").lower()
         if os_type not in ("linux", "windows"):
             raise SimError("InvalidOSType.Malformed", "The specified OSType is wrongly formed.")
-        boot = p.choice("BootMode", BOOT_MODES, "UEFI" if arch == "arm64" else "BIOS")
+        boot = p.choice("BootMode", IMPORT_BOOT_MODES, "UEFI" if arch == "arm64" else "BIOS")
         if arch == "arm64" and boot == "BIOS":
             raise invalid("BootMode", "Images of the arm64 architecture support UEFI only.")
         license_type = p.text("LicenseType", "Auto")

@@ -104,8 +104,8 @@ class Disk:
     format: str
     oss_bucket: str
     oss_object: str
-    content_bytes: int  # bytes of the source image file
-    content_digest: str  # hex SHA-256 of the source image file
+    content_bytes: int  # bytes of the disk (the virtual disk of a QCOW2 or VHD file)
+    content_digest: str  # hex SHA-256 of those bytes
     snapshot_id: str = ""  # set when the image becomes Available
 
     @property
@@ -139,6 +139,7 @@ class Image:
     public: bool = False
     shared: dict[str, float] = field(default_factory=dict)  # account -> shared at
     tags: dict[str, str] = field(default_factory=dict)
+    failure: str = ""  # why the import fails, when the object itself is the reason
 
     @property
     def size_gib(self) -> int:
