@@ -35,8 +35,8 @@ NODE_ALLOWANCE_MB = 256
 REQUIRED_MODULES = ("ali-oss", "undici", "global-agent")
 BOOTSTRAP = Path(__file__).with_name("_node_bootstrap.js")
 SETUP_HINT = (
-    "install Node.js (Debian: apt-get install nodejs npm) and the modules "
-    "(npm install --prefix ~/.cache/aliasync/node ali-oss@6.19.0 undici@6 global-agent@4), "
+    "install Node.js (Debian: apt-get install nodejs npm) and the modules (npm install "
+    "--prefix ~/.cache/aliasync/node ali-oss@6.19.0 undici@6.29.1 global-agent@4.1.6), "
     "or point ALIASYNC_NODE / ALIASYNC_NODE_MODULES at them"
 )
 _VERSION = re.compile(r"v(\d+)\.(\d+)\.(\d+)")
@@ -152,6 +152,11 @@ def prepare(workdir: Path, install: NodeInstall, env: dict[str, str]) -> None:
     """Make the module cache resolvable from the code directory (``workdir/code``)."""
     (workdir / "node_modules").symlink_to(install.node_modules, target_is_directory=True)
     env["NODE_PATH"] = install.node_modules
+    # Node ignores SSL_CERT_FILE: a CA bundle given to functions that way (for HTTPS through
+    # the emulator) reaches Node's TLS as NODE_EXTRA_CA_CERTS.
+    bundle = env.get("SSL_CERT_FILE", "")
+    if bundle and "NODE_EXTRA_CA_CERTS" not in env:
+        env["NODE_EXTRA_CA_CERTS"] = bundle
 
 
 def _camel(name: str) -> str:
