@@ -253,7 +253,9 @@ class FcService:
                 ) from None
         elif not record.runtime.startswith("python3"):
             raise SimError(
-                "InvalidArgument", "the emulator runs python3 and nodejs20 runtimes only", 400
+                "InvalidArgument",
+                "the emulator runs python3, nodejs18 and nodejs20 runtimes only",
+                400,
             )
         record.invocations += 1
         number, cold, record.warm = record.invocations, not record.warm, True
