@@ -56,10 +56,6 @@ class NodeInstall:
     node_modules: str
 
 
-def is_node_runtime(runtime: str) -> bool:
-    return runtime.startswith("nodejs")
-
-
 def node_binary() -> str:
     """What ``$ALIASYNC_NODE`` names, else ``node`` on ``PATH`` ("" when there is none)."""
     configured = os.environ.get("ALIASYNC_NODE", "")

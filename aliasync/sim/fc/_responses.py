@@ -244,7 +244,7 @@ class FcService:
             raise SimError("InvalidArgument", "the emulator supports qualifier LATEST only", 400)
         record = self.model.get_function(region, name)
         node: _node.NodeInstall | None = None
-        if _node.is_node_runtime(record.runtime) and record.runtime in _NODE_RUNTIMES:
+        if record.runtime in _NODE_RUNTIMES:
             try:
                 node = await anyio.to_thread.run_sync(_node.locate, record.runtime)
             except _node.NodeUnavailable as missing:
