@@ -172,6 +172,8 @@ class FcModel:
             raise _invalid("handler is required (at most 128 characters)")
         if runtime.startswith("python") and not re.fullmatch(r"[\w./-]+\.\w+", handler):
             raise _invalid("a Python handler must be of the form 'module.function'")
+        if runtime.startswith("nodejs") and not re.fullmatch(r"[\w./-]+\.[\w$]+", handler):
+            raise _invalid("a Node.js handler must be of the form 'file.export'")
         timeout = self._int(doc, "timeout", 3, 1, 86400)
         memory = self._int(doc, "memorySize", 128, 128, 32768)
         if memory % 64:

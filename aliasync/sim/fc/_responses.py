@@ -9,7 +9,10 @@ Choices where the public documentation is silent (see also ``_runner`` and ``_mo
   0.00MB)"}``; a process that died answers ``"Process exited unexpectedly before completing
   request (duration: Dms, maxMemoryUsage: MMB)"``, with ``"errorType": "MemoryError"`` when it ran
   out of memory.
-* Only python3.x runtimes run; invoking another runtime answers 400 InvalidArgument. Only the
+* python3.x and nodejs20 (also nodejs18) runtimes run; invoking another runtime answers 400
+  InvalidArgument. Without Node.js or its modules on the emulator's host, invoking a nodejs
+  function answers 412 ``CAExited`` ("The function either cannot be started or exited. ..."),
+  the documented code of a runtime that cannot start, naming what is missing. Only the
   ``LATEST`` qualifier exists. Asynchronous invocation (``x-fc-invocation-type: Async``) is
   refused with 400 InvalidArgument rather than run without a caller to collect it.
 * python3.12 and later runtimes get no ``context.credentials`` (FC dropped it there); the
@@ -38,6 +41,7 @@ from aliasync.sim._context import SimContext
 from aliasync.sim._errors import DropConnection, SimError
 from aliasync.sim._keys import KeyRecord
 from aliasync.sim._service import Route, SimRequest
+from aliasync.sim.fc import _node
 from aliasync.sim.fc._models import FcModel, FunctionRecord
 from aliasync.sim.fc._runner import (
     InvocationResult,
@@ -51,6 +55,7 @@ API_VERSION = "2023-03-30"
 MAX_SYNC_EVENT = 32 * 2**20
 MAX_API_BODY = 140 * 2**20  # a 100 MB ZIP, base64-encoded, in a JSON document
 CREDENTIAL_LIFETIME = 36 * 3600.0
+_NODE_RUNTIMES = ("nodejs18", "nodejs20")  # async handlers; both run on the host's Node.js
 
 _HOSTS = (
     re.compile(
@@ -238,8 +243,20 @@ class FcService:
         if (request.param("qualifier") or "LATEST") != "LATEST":
             raise SimError("InvalidArgument", "the emulator supports qualifier LATEST only", 400)
         record = self.model.get_function(region, name)
-        if not record.runtime.startswith("python3"):
-            raise SimError("InvalidArgument", "the emulator runs python3 runtimes only", 400)
+        node: _node.NodeInstall | None = None
+        if record.runtime in _NODE_RUNTIMES:
+            try:
+                node = await anyio.to_thread.run_sync(_node.locate, record.runtime)
+            except _node.NodeUnavailable as missing:
+                raise SimError(
+                    "CAExited", f"The function either cannot be started or exited. {missing}", 412
+                ) from None
+        elif not record.runtime.startswith("python3"):
+            raise SimError(
+                "InvalidArgument",
+                "the emulator runs python3, nodejs18 and nodejs20 runtimes only",
+                400,
+            )
         record.invocations += 1
         number, cold, record.warm = record.invocations, not record.warm, True
         faults = self.ctx.faults
@@ -254,6 +271,7 @@ class FcService:
             await self.ctx.clock.sleep(record.timeout)
             return self._answer(request, record, InvocationResult("timeout"), tail)
         spec = self._spec(request, record, event)
+        spec.node = node
         result: InvocationResult | None = None
         with anyio.CancelScope() as scope:
             self._running.add(scope)

@@ -10,9 +10,13 @@ in a new session, so the whole process group is killed on timeout, on cancellati
 and after the handler returns (any process the handler left behind dies with it, as a frozen FC
 instance would stop it).
 
-Memory: the worker sets ``RLIMIT_AS`` to ``memorySize`` MB plus :data:`INTERPRETER_ALLOWANCE_MB`
-for the interpreter itself (address space, not resident memory: an approximation of FC's
-limit). Logs: stdout and stderr share one pipe; the last :data:`LOG_TAIL_BYTES` are kept.
+The nodejs runtimes run ``_node_bootstrap.js`` under Node.js instead (``_node`` finds Node and
+the module cache, builds the command line and the limits); everything else is shared.
+
+Memory: the Python worker sets ``RLIMIT_AS`` to ``memorySize`` MB plus
+:data:`INTERPRETER_ALLOWANCE_MB` for the interpreter itself (address space, not resident memory:
+an approximation of FC's limit). Logs: stdout and stderr share one pipe; the last
+:data:`LOG_TAIL_BYTES` are kept.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from typing import Any
 import anyio
 from anyio.abc import ByteReceiveStream, Process
 
-from aliasync.sim.fc import _worker
+from aliasync.sim.fc import _node, _worker
 
 INTERPRETER_ALLOWANCE_MB = 256
 LOG_TAIL_BYTES = 4096
@@ -57,6 +61,7 @@ class InvocationSpec:
     event: bytes
     env: dict[str, str]  # the complete environment of the worker
     runtime: str = "python3.10"
+    node: _node.NodeInstall | None = None  # where Node.js is, for the nodejs runtimes
     credentials: dict[str, str] = field(
         default_factory=lambda: {
             "access_key_id": "",
@@ -164,19 +169,27 @@ async def run_invocation(spec: InvocationSpec, work_root: str) -> InvocationResu
 async def _run_worker(spec: InvocationSpec, workdir: Path) -> InvocationResult:
     env = dict(spec.env)
     env.update(TMPDIR=str(workdir / "tmp"), HOME=str(workdir / "tmp"))
-    payload = json.dumps(
-        {
-            "handler": spec.handler,
-            "event_path": str(workdir / "event.bin"),
-            "result_dir": str(workdir),
-            "memory_limit_bytes": (spec.memory_mb + INTERPRETER_ALLOWANCE_MB) * 2**20,
-            "context": _context(spec),
-        }
-    ).encode()
+    worker_spec: dict[str, Any] = {
+        "handler": spec.handler,
+        "event_path": str(workdir / "event.bin"),
+        "result_dir": str(workdir),
+        "memory_limit_bytes": (spec.memory_mb + INTERPRETER_ALLOWANCE_MB) * 2**20,
+        "context": _context(spec),
+    }
+    command = [sys.executable, "-P", _worker.__file__]
+    # How a worker that died of memory exhaustion ends (V8 aborts when its heap is full).
+    memory_exits = {_worker.EXIT_MEMORY, -signal.SIGKILL}
+    if spec.node is not None:
+        _node.prepare(workdir, spec.node, env)
+        worker_spec["context"] = _node.node_context(worker_spec["context"])
+        worker_spec["node_modules"] = spec.node.node_modules
+        command = _node.command(spec.node, spec.memory_mb)
+        memory_exits.add(-signal.SIGABRT)
+    payload = json.dumps(worker_spec).encode()
     tail = _Tail(LOG_TAIL_BYTES)
     started = time.monotonic()
     process = await anyio.open_process(
-        [sys.executable, "-P", _worker.__file__],
+        command,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -209,7 +222,7 @@ async def _run_worker(spec: InvocationSpec, workdir: Path) -> InvocationResult:
     found = await anyio.to_thread.run_sync(_read_result, workdir)
     if found is None:
         # No result: the process died (memory, a signal, sys.exit).
-        memory = process.returncode in (_worker.EXIT_MEMORY, -signal.SIGKILL)
+        memory = process.returncode in memory_exits
         return InvocationResult(
             "crash", logs=logs, duration_ms=duration_ms, memory_exhausted=memory
         )
