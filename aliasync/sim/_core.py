@@ -65,10 +65,13 @@ class Simulator:
       for settings that replace the trust store (``verify=``, ``AWS_CA_BUNDLE``, tea's ``ca``).
     * ``sim.client_env``: the environment under which unmodified SDK code reaches the emulator
       over HTTPS (proxies, CA variables, the account's access key); ``sim.write_env(path)``
-      writes it as a shell-sourceable file, readable by its owner only.
+      writes it as a shell-sourceable file, readable by its owner only. A test starting a
+      client in a subprocess (Node.js, the OSS SDKs) passes ``env={**os.environ,
+      **sim.client_env}``.
 
     The CA lives in ``ca_dir``, created there once and reused (its key file is mode 0600).
-    Without ``ca_dir`` it lives in the data directory: a fresh CA per emulator, removed with it.
+    Without ``ca_dir`` it lives in ``<data_dir>/ca``: with the default temporary data directory,
+    a fresh CA per emulator, removed with it.
     """
 
     def __init__(

@@ -152,6 +152,8 @@ class SimServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self.certificates is not None:
+            self.certificates.close()
 
     async def _entry(self, raw: web.Request) -> web.StreamResponse:
         if raw.transport is not None and raw.transport not in self._seen:

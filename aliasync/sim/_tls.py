@@ -13,7 +13,8 @@ carries an X.509 name constraint: it vouches for ``aliyuncs.com`` names only, so
 public roots plus this CA, for variables that replace the trust store instead of adding to it.
 
 Server certificates are issued per exact hostname on first use and kept in memory (a virtual
-hosted bucket gets its own), all with one key made at start; nothing of them is written out.
+hosted bucket gets its own), all with one key made at start. ``ssl`` loads them from files
+only, so that key and each certificate pass through a private scratch folder.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import fcntl
 import logging
 import os
 import re
+import shutil
 import ssl
 import tempfile
 from collections import OrderedDict
@@ -104,7 +106,7 @@ class CertificateAuthority:
         Concurrent emulators sharing the directory agree on one CA (a file lock).
         """
         folder = Path(directory)
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         with open(folder / ".ca.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             ca = cls._load(folder)
@@ -172,8 +174,10 @@ class CertificateAuthority:
             serialization.NoEncryption(),
         )
         # The key first: a certificate is never left without its key.
-        _write_private(folder / CA_KEY_FILE, key_pem, 0o600)
-        _write_private(folder / CA_CERT_FILE, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+        _write_atomically(folder / CA_KEY_FILE, key_pem, 0o600)
+        _write_atomically(
+            folder / CA_CERT_FILE, cert.public_bytes(serialization.Encoding.PEM), 0o644
+        )
         log.debug("created the emulator CA in %s", folder)
         return cls(folder, cert, key)
 
@@ -197,7 +201,7 @@ class CertificateAuthority:
         # Rewritten at every start, so certifi updates reach it; the path stays the same.
         roots = Path(certifi.where()).read_bytes().rstrip(b"\n") + b"\n"
         own = self.cert.public_bytes(serialization.Encoding.PEM)
-        _write_private(self.bundle_path, roots + own, 0o644)
+        _write_atomically(self.bundle_path, roots + own, 0o644)
 
     def issue(self, host: str, public_key: ec.EllipticCurvePublicKey) -> x509.Certificate:
         """A server certificate for exactly ``host``, valid for :data:`SERVER_LIFETIME`."""
@@ -234,11 +238,10 @@ class ServerCertificates:
     def __init__(self, ca: CertificateAuthority, work_dir: str | Path) -> None:
         self.ca = ca
         self._key = ec.generate_private_key(ec.SECP256R1())
-        # ssl loads certificates from files only: a private scratch folder, removed with the
-        # emulator's data directory.
+        # ssl loads certificates from files only: a private scratch folder, removed at close.
         self._work_dir = Path(tempfile.mkdtemp(prefix="tls-", dir=work_dir))
         self._key_path = self._work_dir / "server-key.pem"
-        _write_private(
+        _write_atomically(
             self._key_path,
             self._key.private_bytes(
                 serialization.Encoding.PEM,
@@ -249,6 +252,10 @@ class ServerCertificates:
         )
         self._contexts: OrderedDict[str, tuple[datetime.datetime, ssl.SSLContext]] = OrderedDict()
         self.issued = 0  # certificates issued since the start
+
+    def close(self) -> None:
+        """Remove the scratch folder (its server key); cached contexts keep working."""
+        shutil.rmtree(self._work_dir, ignore_errors=True)
 
     def context_for(self, host: str) -> ssl.SSLContext:
         """The server context for ``host`` (which must be served: see :func:`served_hostname`)."""
@@ -287,7 +294,7 @@ class ServerCertificates:
             conn.context = self.context_for(server_name)
 
 
-def _write_private(path: Path, data: bytes, mode: int) -> None:
+def _write_atomically(path: Path, data: bytes, mode: int) -> None:
     """Write ``data`` to ``path`` atomically, created with ``mode`` (never wider first)."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:

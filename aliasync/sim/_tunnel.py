@@ -264,7 +264,7 @@ class _Pending(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         self._eof = True
-        return True  # keep the connection open: aiohttp decides once it has it
+        return False  # over TLS the transport closes after close_notify whatever we answer
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = (exc,)
