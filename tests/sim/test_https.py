@@ -17,6 +17,7 @@ from typing import Any
 
 import aiohttp
 import anyio
+import anyio.abc
 import anyio.to_thread
 import boto3
 import pytest
@@ -24,6 +25,7 @@ import requests
 from alibabacloud_ecs20140526 import models as m
 from alibabacloud_ecs20140526.client import Client as EcsClient
 from alibabacloud_tea_openapi.models import Config
+from anyio.streams.tls import TLSAttribute, TLSStream
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -331,11 +333,57 @@ async def test_ca_vouches_only_for_aliyuncs_names(sim: Simulator, tmp_path: Path
     assert sim.unresolved_hosts == {"example.com": 1}
 
 
+async def _until(stream: anyio.abc.ByteStream, end: bytes) -> bytes:
+    """Bytes received until ``end`` has arrived (or the peer closed)."""
+    received = b""
+    with anyio.fail_after(30):
+        while end not in received:
+            try:
+                received += await stream.receive()
+            except (anyio.EndOfStream, anyio.BrokenResourceError):
+                break
+    return received
+
+
+async def _connect(sim: Simulator, target: str) -> anyio.abc.SocketStream:
+    stream = await anyio.connect_tcp("127.0.0.1", sim._server.port)
+    await stream.send(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
+    assert (await _until(stream, b"\r\n\r\n")).startswith(b"HTTP/1.1 200 ")
+    return stream
+
+
+async def test_sni_picks_the_certificate_and_port_80_tunnels_plain_http(sim: Simulator) -> None:
+    """A TLS client naming another served host gets its certificate; CONNECT :80 is plain."""
+    request = "GET /?Action={} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n"
+    context = ssl.create_default_context(cafile=sim.ca_path)
+    tls = await TLSStream.wrap(
+        await _connect(sim, "ecs.aliyuncs.com:443"),
+        hostname="sts.aliyuncs.com",
+        ssl_context=context,
+        standard_compatible=False,
+    )
+    async with tls:
+        assert tls.extra(TLSAttribute.peer_certificate)["subjectAltName"] == (
+            ("DNS", "sts.aliyuncs.com"),
+        )
+        await tls.send(request.format("GetCallerIdentity", "sts.aliyuncs.com").encode())
+        answer = await _until(tls, b"\r\n0\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 4")  # unsigned: refused, in STS's own format
+    async with await _connect(sim, "ecs.aliyuncs.com:80") as plain:
+        await plain.send(request.format("DescribeRegions", "ecs.aliyuncs.com").encode())
+        answer = await _until(plain, b"}")
+    assert answer.startswith(b"HTTP/1.1 4")
+    seen = [(r.service, r.scheme, r.origin) for r in sim.calls.records]
+    assert seen == [("sts", "https", None), ("ecs", "http", None)]
+    assert sim._server.tunnels_opened == 2
+
+
 async def test_ca_is_made_once_per_folder_and_its_key_stays_private(tmp_path: Path) -> None:
     """Two emulators on one ca_dir share the CA; the key is 0600 and in no env or endpoints."""
     folder = tmp_path / "ca"
     async with Simulator(profile="none", ca_dir=folder) as first:
         cert = first.ca_path.read_bytes()
+        assert stat.S_IMODE((folder / "ca-key.pem").stat().st_mode) == 0o600
         env_file = first.write_env(tmp_path / "sim.env")
         endpoints = first.write_endpoints(tmp_path / "endpoints.json")
     async with Simulator(profile="none", ca_dir=folder) as second:
