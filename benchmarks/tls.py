@@ -57,9 +57,9 @@ async def run(workdir: Path) -> dict[str, Any]:
             if done.returncode != 0:
                 raise RuntimeError(done.stderr.decode(errors="replace")[-3000:])
             result: dict[str, Any] = json.loads(out.read_text())
-            server = host.sim._server
-            result["tunnels_opened"] = server.tunnels_opened
-            result["certificates_issued"] = server.certificates.issued if server.certificates else 0
+            certificates = host.sim._server.certificates
+            result["tunnels_opened"] = host.sim.tunnels_opened
+            result["certificates_issued"] = certificates.issued if certificates else 0
     for name, blocks in result["calls"].items():
         for block in blocks:
             used = _emulator_cpu(samples, block.pop("window"))

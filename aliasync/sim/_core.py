@@ -277,6 +277,11 @@ class Simulator:
         return self._server.connections
 
     @property
+    def tunnels_opened(self) -> int:
+        """``CONNECT`` tunnels opened since the start (HTTPS clients open one per connection)."""
+        return self._server.tunnels_opened
+
+    @property
     def unresolved_hosts(self) -> dict[str, int]:
         """Requests for hostnames the emulator does not serve (DNS would fail), by host."""
         return dict(self._server.unresolved)

@@ -30,6 +30,7 @@ from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+from yarl import URL
 
 from aliasync.sim import CallRecord, Simulator, profile
 from aliasync.sim._tls import CertificateAuthority
@@ -114,7 +115,7 @@ async def test_ecs_tea_client_over_https_async_and_sync(sim: Simulator) -> None:
     assert images.body.total_count == 0 and images.body.region_id == REGION
     assert schemes(sim, "DescribeRegions") == ["https"]
     assert schemes(sim, "DescribeImages") == ["https"]
-    assert sim._server.tunnels_opened >= 2
+    assert sim.tunnels_opened >= 2
 
 
 async def test_boto3_s3_over_https_virtual_hosted(sim: Simulator) -> None:
@@ -325,7 +326,7 @@ async def test_ca_vouches_only_for_aliyuncs_names(sim: Simulator, tmp_path: Path
             with pytest.raises(ssl.SSLCertVerificationError, match="permitted subtree violation"):
                 _handshake(trusting, server, host)
     # And the proxy does not even open a tunnel to such a name.
-    stream = await anyio.connect_tcp("127.0.0.1", sim._server.port)
+    stream = await anyio.connect_tcp("127.0.0.1", URL(sim.proxy_url).port or 0)
     async with stream:
         await stream.send(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n")
         answer = await stream.receive()
@@ -346,7 +347,7 @@ async def _until(stream: anyio.abc.ByteStream, end: bytes) -> bytes:
 
 
 async def _connect(sim: Simulator, target: str) -> anyio.abc.SocketStream:
-    stream = await anyio.connect_tcp("127.0.0.1", sim._server.port)
+    stream = await anyio.connect_tcp("127.0.0.1", URL(sim.proxy_url).port or 0)
     await stream.send(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
     assert (await _until(stream, b"\r\n\r\n")).startswith(b"HTTP/1.1 200 ")
     return stream
@@ -375,7 +376,7 @@ async def test_sni_picks_the_certificate_and_port_80_tunnels_plain_http(sim: Sim
     assert answer.startswith(b"HTTP/1.1 4")
     seen = [(r.service, r.scheme, r.origin) for r in sim.calls.records]
     assert seen == [("sts", "https", None), ("ecs", "http", None)]
-    assert sim._server.tunnels_opened == 2
+    assert sim.tunnels_opened == 2
 
 
 async def test_ca_is_made_once_per_folder_and_its_key_stays_private(tmp_path: Path) -> None:
