@@ -136,6 +136,13 @@ def _parser() -> argparse.ArgumentParser:
         help="where to write the endpoints description",
     )
     sim.add_argument(
+        "--env-out",
+        type=Path,
+        metavar="FILE",
+        help="also write NAME=value lines (proxies, CA, keys) for `set -a; . FILE`, so that "
+        "unmodified SDK code reaches the emulator over HTTPS",
+    )
+    sim.add_argument(
         "--no-preset-roles",
         action="store_true",
         help="start without the image import role (to exercise account setup)",
@@ -253,6 +260,8 @@ async def _serve_sim(args: argparse.Namespace) -> int:
         regions = RegionMap.load(args.regions) if args.regions else None
     except (OSError, ValueError) as exc:
         raise UsageError(f"{args.regions}: {exc}") from exc
+    from aliasync.pipeline._state import state_dir
+
     async with Simulator(
         seed=args.seed,
         profile=chosen,
@@ -261,11 +270,15 @@ async def _serve_sim(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         preset_roles=not args.no_preset_roles,
+        # Kept across runs, so that a user trusts the emulator's CA once.
+        ca_dir=state_dir() / "sim",
     ) as sim:
         path = sim.write_endpoints(args.endpoints_out)
         summary = {
             "proxy": sim.proxy_url,
             "endpoints_file": str(path),
+            "env_file": str(sim.write_env(args.env_out)) if args.env_out else None,
+            "ca": str(sim.ca_path),
             "regions": len(sim.ctx.regions),
             "profile": chosen.name,
             "seed": args.seed,
@@ -273,7 +286,8 @@ async def _serve_sim(args: argparse.Namespace) -> int:
             "introspection": f"{sim.proxy_url}/_sim/state",
         }
         print(json.dumps(summary), flush=True)
-        log.info("emulator serving on %s; Ctrl-C stops it", sim.proxy_url)
+        log.info("emulator serving on %s (HTTPS clients trust %s); Ctrl-C stops it",
+                 sim.proxy_url, sim.ca_path)  # fmt: skip
         await anyio.sleep_forever()
     return 0
 

@@ -29,4 +29,7 @@ class SimContext:
     account_id: str
     data_dir: str  # where OSS object bytes and FC code live (objects are never held in memory)
     proxy_url: str = ""  # set once the server listens; FC workers reach OSS through it
+    # What makes a client trust the emulator's CA (SSL_CERT_FILE, ...): FC workers get it, as
+    # a real function trusts the public roots the cloud's certificates chain to.
+    trust_env: dict[str, str] = field(default_factory=dict)
     models: dict[str, Any] = field(default_factory=dict)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import json
 import secrets
+import shlex
 import shutil
 import tempfile
 from pathlib import Path
@@ -19,6 +20,7 @@ from aliasync.sim._keys import KeyStore
 from aliasync.sim._regions import RegionMap
 from aliasync.sim._server import CallLog, SimServer
 from aliasync.sim._service import Service
+from aliasync.sim._tls import CertificateAuthority, ServerCertificates
 
 DEFAULT_TIME_SCALE = 1000.0
 
@@ -54,7 +56,22 @@ class Simulator:
         async with Simulator(seed=1, profile="default") as sim:
             sim.endpoints  # what aliasync (or any client) needs to reach it
 
-    Clients keep the real hostnames and use ``sim.proxy_url`` as their HTTP proxy.
+    Clients keep the real hostnames and use ``sim.proxy_url`` as their HTTP proxy, for
+    ``http://`` and ``https://`` URLs alike. HTTPS arrives as ``CONNECT`` tunnels, and the
+    emulator ends TLS with a certificate for the real hostname, issued by its own CA:
+
+    * ``sim.ca_path``: the CA certificate (PEM), e.g. ``ssl.create_default_context(cafile=...)``
+      or ``NODE_EXTRA_CA_CERTS``; ``sim.ca_bundle_path``: certifi's public roots plus the CA,
+      for settings that replace the trust store (``verify=``, ``AWS_CA_BUNDLE``, tea's ``ca``).
+    * ``sim.client_env``: the environment under which unmodified SDK code reaches the emulator
+      over HTTPS (proxies, CA variables, the account's access key); ``sim.write_env(path)``
+      writes it as a shell-sourceable file, readable by its owner only. A test starting a
+      client in a subprocess (Node.js, the OSS SDKs) passes ``env={**os.environ,
+      **sim.client_env}``.
+
+    The CA lives in ``ca_dir``, created there once and reused (its key file is mode 0600).
+    Without ``ca_dir`` it lives in ``<data_dir>/ca``: with the default temporary data directory,
+    a fresh CA per emulator, removed with it.
     """
 
     def __init__(
@@ -71,6 +88,7 @@ class Simulator:
         account_id: str | None = None,
         preset_roles: bool = True,
         data_dir: str | Path | None = None,
+        ca_dir: str | Path | None = None,
     ) -> None:
         fault_profile = named_profile(profile) if isinstance(profile, str) else profile
         region_map = regions if isinstance(regions, RegionMap) else RegionMap.load(regions)
@@ -79,6 +97,7 @@ class Simulator:
         data.mkdir(parents=True, exist_ok=True)
         self.access_key_id = access_key_id or "LTAI" + secrets.token_hex(10)
         self.access_key_secret = access_key_secret or secrets.token_urlsafe(22)
+        self.ca = CertificateAuthority.load_or_create(Path(ca_dir) if ca_dir else data / "ca")
         self.ctx = SimContext(
             clock=Clock(time_scale),
             regions=region_map,
@@ -86,6 +105,7 @@ class Simulator:
             faults=FaultEngine(fault_profile, seed),
             account_id=account_id or str(1000000000000000 + secrets.randbelow(8999999999999999)),
             data_dir=str(data),
+            trust_env=self.ca.trust_environment(),
         )
         self.seed = seed
         self.calls = CallLog()
@@ -96,7 +116,13 @@ class Simulator:
                 self.ctx.models.setdefault(service.name, model)
         if preset_roles:
             _preset_roles(self.ctx.models["ram"])
-        self._server = SimServer(self.ctx, self.services, self.calls, self.introspect)
+        self._server = SimServer(
+            self.ctx,
+            self.services,
+            self.calls,
+            self.introspect,
+            certificates=ServerCertificates(self.ca, data),
+        )
         self._host, self._port = host, port
         self.proxy_url = ""
         self._baseline: dict[str, set[str]] = {"buckets": set(), "functions": set()}
@@ -176,6 +202,45 @@ class Simulator:
         target.chmod(0o600)
         return target
 
+    @property
+    def ca_path(self) -> Path:
+        """The emulator's CA certificate (PEM), which HTTPS clients must trust."""
+        return self.ca.cert_path
+
+    @property
+    def ca_bundle_path(self) -> Path:
+        """certifi's public roots plus the emulator's CA (PEM)."""
+        return self.ca.bundle_path
+
+    @property
+    def client_env(self) -> dict[str, str]:
+        """Environment variables under which unmodified SDK code reaches this emulator.
+
+        Proxies (both spellings: urllib prefers the lower case, the tea SDK the upper), the
+        CA variables of :meth:`CertificateAuthority.trust_environment`, ``NO_PROXY`` for the
+        loopback (``/_sim/`` is served directly), and the account's access key under the
+        Alibaba Cloud and OSS SDKs' standard names. It holds the secret: never log it.
+        """
+        if not self.proxy_url:
+            raise RuntimeError("the emulator is not serving yet: start it first")
+        proxies = {"HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"}
+        env = dict.fromkeys(sorted(proxies), self.proxy_url)
+        env.update(dict.fromkeys(("NO_PROXY", "no_proxy"), "localhost,127.0.0.1,::1"))
+        env.update(self.ca.trust_environment())
+        for prefix in ("ALIBABA_CLOUD", "OSS"):
+            env[f"{prefix}_ACCESS_KEY_ID"] = self.access_key_id
+            env[f"{prefix}_ACCESS_KEY_SECRET"] = self.access_key_secret
+        return env
+
+    def write_env(self, path: str | Path) -> Path:
+        """Write :attr:`client_env` as ``NAME=value`` lines for ``set -a; . FILE`` (mode 0600)."""
+        target = Path(path)
+        lines = [f"{name}={shlex.quote(value)}\n" for name, value in self.client_env.items()]
+        target.touch(mode=0o600)
+        target.chmod(0o600)  # before the secret goes in
+        target.write_text("".join(lines))
+        return target
+
     # -- introspection ---------------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
@@ -210,6 +275,11 @@ class Simulator:
     def connections_accepted(self) -> int:
         """TCP connections that have carried at least one request, since the start."""
         return self._server.connections
+
+    @property
+    def tunnels_opened(self) -> int:
+        """``CONNECT`` tunnels opened since the start (HTTPS clients open one per connection)."""
+        return self._server.tunnels_opened
 
     @property
     def unresolved_hosts(self) -> dict[str, int]:

@@ -3,8 +3,10 @@
 Clients keep the real endpoint hostnames (``ecs.cn-hangzhou.aliyuncs.com``,
 ``bucket.s3.oss-cn-beijing-internal.aliyuncs.com``, ...) and reach this server as their HTTP
 proxy, so requests arrive in absolute form and are routed by host, exactly as DNS would route
-them in the cloud. Virtual-hosted OSS buckets work without any DNS trickery. Requests sent
-straight to the port (not through the proxy) can only reach the ``/_sim/`` introspection API.
+them in the cloud. Virtual-hosted OSS buckets work without any DNS trickery. HTTPS clients
+open ``CONNECT`` tunnels on the same port, and requests inside them are routed by their
+``Host`` (:mod:`aliasync.sim._tunnel`). Requests sent straight to the port (not through the
+proxy) can only reach the ``/_sim/`` introspection API.
 
 Each request is routed to a service, logged, delayed by the latency model, possibly failed by
 the fault engine, and handled. A hostname nobody serves, like a region without Function
@@ -13,9 +15,9 @@ Compute, gets its connection dropped, as an unresolvable name would.
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
+import re
 import weakref
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -28,8 +30,12 @@ from yarl import URL
 from aliasync.sim._context import SimContext, new_request_id
 from aliasync.sim._errors import DropConnection, SimError
 from aliasync.sim._service import Route, Service, SimRequest
+from aliasync.sim._tls import ServerCertificates
+from aliasync.sim._tunnel import ProxySite, Tunnel, origin_region
 
 log = logging.getLogger("aliasync.sim")
+
+_HOST_HEADER = re.compile(r"[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?")
 
 _INJECTED = {
     "internal": SimError(
@@ -55,6 +61,8 @@ class CallRecord:
     status: int  # HTTP status answered; 0 when the connection was dropped
     fault: str | None  # what the fault engine injected, if anything
     error: str | None = None  # the error code answered, if any
+    origin: str | None = None  # the region of the emulated function that called; None: outside
+    scheme: str = "http"  # "https" for a request that came through a TLS tunnel
 
 
 class CallLog:
@@ -78,27 +86,16 @@ class CallLog:
 
     def summary(self) -> dict[str, Any]:
         by_action: Counter[str] = Counter(f"{r.service}:{r.action}" for r in self.records)
+        by_scheme: Counter[str] = Counter(r.scheme for r in self.records)
         return {
             "total": len(self.records),
+            "by_scheme": dict(sorted(by_scheme.items())),
             "by_action": dict(sorted(by_action.items())),
             "by_action_region": [
                 {"service": s, "action": a, "region": g, "count": n}
                 for (s, a, g), n in sorted(self.counts().items(), key=lambda kv: str(kv[0]))
             ],
         }
-
-
-def _origin_region(raw: web.Request) -> str | None:
-    """The region of the emulated FC function a request comes from (named in its proxy URL)."""
-    value = raw.headers.get("Proxy-Authorization", "")
-    scheme, _, token = value.partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        user = base64.b64decode(token, validate=True).decode().partition(":")[0]
-    except (ValueError, UnicodeDecodeError):  # binascii.Error; ValueError: not ASCII
-        return None
-    return user[3:] if user.startswith("fc-") else None
 
 
 class SimServer:
@@ -110,12 +107,15 @@ class SimServer:
         services: Sequence[Service],
         calls: CallLog,
         introspect: Callable[[str], Any],
+        certificates: ServerCertificates | None = None,
     ) -> None:
         self.ctx = ctx
+        self.certificates = certificates
         self.services = list(services)
         self.calls = calls
         self._introspect = introspect
         self._runner: web.AppRunner | None = None
+        self._site: ProxySite | None = None
         self.port = 0
         # Connections that carried a request: keep-alive reuse by clients shows as fewer.
         self.connections = 0
@@ -129,20 +129,39 @@ class SimServer:
         app.router.add_route("*", "/{tail:.*}", self._entry)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port, backlog=1024)
-        await site.start()
+        self._site = ProxySite(
+            self._runner,
+            host,
+            port,
+            certificates=self.certificates,
+            on_unserved=self._count_unresolved,
+        )
+        await self._site.start()
         self.port = self._runner.addresses[0][1]
         return f"http://{host}:{self.port}"
+
+    @property
+    def tunnels_opened(self) -> int:
+        """CONNECT tunnels opened since the start (TLS or plain)."""
+        return 0 if self._site is None else self._site.tunnels_opened
+
+    def _count_unresolved(self, host: str) -> None:
+        self.unresolved[host] += 1
 
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self.certificates is not None:
+            self.certificates.close()
 
     async def _entry(self, raw: web.Request) -> web.StreamResponse:
         if raw.transport is not None and raw.transport not in self._seen:
             self._seen.add(raw.transport)
             self.connections += 1
+        tunnel = None if self._site is None else self._site.tunnel(raw.transport)
+        if tunnel is not None:
+            return await self._route(raw, *_tunnel_target(raw, tunnel))
         target = raw.raw_path
         if target.startswith("/"):
             # Direct request, not through the proxy: only introspection lives here.
@@ -154,6 +173,9 @@ class SimServer:
                 status=404,
             )
         url = URL(target, encoded=True)
+        return await self._route(raw, url, origin_region(raw.headers.get("Proxy-Authorization")))
+
+    async def _route(self, raw: web.Request, url: URL, origin: str | None) -> web.StreamResponse:
         request = SimRequest(
             method=raw.method,
             host=(url.host or "").lower(),
@@ -161,7 +183,7 @@ class SimServer:
             query_string=url.raw_query_string,
             headers=raw.headers,
             raw=raw,
-            origin_region=_origin_region(raw),
+            origin_region=origin,
             request_id=new_request_id(),
         )
         for service in self.services:
@@ -190,33 +212,40 @@ class SimServer:
         if fault is not None:
             ctx.faults.record(fault, route.service, route.action, route.region, now)
         if fault == "drop":
-            self._log(route, 0, fault)
+            self._log(request, route, 0, fault)
             return self._drop(request.raw)
         if fault in _INJECTED:
             error = _INJECTED[fault]
-            self._log(route, error.status, fault, error.code)
+            self._log(request, route, error.status, fault, error.code)
             return service.error_response(request, error)
         try:
             response = await service.handle(request, route)
         except DropConnection:
-            self._log(route, 0, fault)
+            self._log(request, route, 0, fault)
             return self._drop(request.raw)
         except SimError as error:
-            self._log(route, error.status, fault, error.code)
+            self._log(request, route, error.status, fault, error.code)
             return service.error_response(request, error)
         except Exception:
             # A bug in the emulator must not become a traceback on the wire.
             log.exception("emulator failure in %s:%s", route.service, route.action)
-            self._log(route, 500, fault, "InternalError")
+            self._log(request, route, 500, fault, "InternalError")
             return service.error_response(request, _INJECTED["internal"])
         if fault == "lost":
             # The change is committed; the client never hears of it.
-            self._log(route, 0, fault)
+            self._log(request, route, 0, fault)
             return self._drop(request.raw)
-        self._log(route, response.status, fault)
+        self._log(request, route, response.status, fault)
         return response
 
-    def _log(self, route: Route, status: int, fault: str | None, error: str | None = None) -> None:
+    def _log(
+        self,
+        request: SimRequest,
+        route: Route,
+        status: int,
+        fault: str | None,
+        error: str | None = None,
+    ) -> None:
         self.calls.add(
             CallRecord(
                 self.ctx.clock.now(),
@@ -226,6 +255,8 @@ class SimServer:
                 status,
                 fault,
                 error,
+                origin=request.origin_region,
+                scheme=request.raw.scheme,
             )
         )
 
@@ -245,6 +276,19 @@ class SimServer:
             text=json.dumps(payload, default=_jsonable, indent=1),
             content_type="application/json",
         )
+
+
+def _tunnel_target(raw: web.Request, tunnel: Tunnel) -> tuple[URL, str | None]:
+    """The URL a request inside a tunnel asks for: its ``Host`` (else the tunnel's), its path.
+
+    The origin is the tunnel's: only its CONNECT carried the proxy credentials.
+    """
+    host = raw.headers.get("Host", "")
+    if not _HOST_HEADER.fullmatch(host):
+        host = tunnel.host
+    path = raw.raw_path if raw.raw_path.startswith("/") else "/"
+    url = URL(f"{'https' if tunnel.tls else 'http'}://{host}{path}", encoded=True)
+    return url, tunnel.origin_region
 
 
 def _jsonable(value: object) -> object:

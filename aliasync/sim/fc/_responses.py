@@ -305,6 +305,7 @@ class FcService:
         if proxy:
             for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY"):
                 platform[var] = proxy
+        platform.update(self.ctx.trust_env)  # HTTPS through the proxy: the emulator's CA
         credentials = {"access_key_id": "", "access_key_secret": "", "security_token": ""}
         role = record.role_name
         if role:
