@@ -18,7 +18,13 @@ import anyio
 from aliasync._exceptions import AliasyncError, UsageError
 from aliasync.cli._lifecycle import LIFECYCLE_COMMANDS, add_commands, run_command
 from aliasync.cli._progress import ProgressView, print_report
-from aliasync.pipeline._prepare import ARCHITECTURES, BOOT_MODES, check_boot_overrides
+from aliasync.pipeline._prepare import (
+    ARCHITECTURES,
+    BOOT_MODES,
+    base_name,
+    check_boot_overrides,
+    prepare_images,
+)
 from aliasync.pipeline._report import ImportReport
 
 log = logging.getLogger("aliasync")
@@ -80,9 +86,9 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument(
         "--copy-concurrency",
         type=int,
-        default=1,
+        default=5,
         metavar="N",
-        help="CopyImage tasks the cloud runs at once per source region (default 1)",
+        help="CopyImage tasks the cloud runs at once per source region (default 5)",
     )
     imp.add_argument(
         "--upload-concurrency",
@@ -126,7 +132,12 @@ def _parser() -> argparse.ArgumentParser:
         "--copy-concurrency",
         type=int,
         metavar="N",
-        help="copies each source region runs at once (default 1)",
+        help="copies each source region runs at once (default 5, as CopyImage documents)",
+    )
+    sim.add_argument(
+        "--no-community-terms",
+        action="store_true",
+        help="an account that has not accepted the community-image terms (publishing fails)",
     )
     sim.add_argument(
         "--endpoints-out",
@@ -189,14 +200,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 async def _import(args: argparse.Namespace) -> int:
     from aliasync.cloud._endpoints import Endpoints
-    from aliasync.pipeline._options import ImportOptions
+    from aliasync.pipeline._options import ImportOptions, check_options
     from aliasync.pipeline._orchestrator import Importer
     from aliasync.sim import Simulator, profile
 
-    if args.copy_concurrency < 1:
-        raise UsageError("--copy-concurrency must be at least 1")
-    if args.upload_concurrency < 1:
-        raise UsageError("--upload-concurrency must be at least 1")
     check_boot_overrides(args.boot_mode, args.architecture)
     if args.resume is not None and args.images:
         raise UsageError("--resume continues a run with its own images: give no IMAGE")
@@ -214,6 +221,16 @@ async def _import(args: argparse.Namespace) -> int:
         boot_mode=args.boot_mode,
         architecture=args.architecture,
     )
+    check_options(options)
+    if args.resume is None:
+        # Every input is checked before the first cloud call (the import reuses the result).
+        await prepare_images(
+            args.images,
+            name=base_name(options.name, options.family),
+            family=options.family,
+            boot_mode=options.boot_mode,
+            architecture=options.architecture,
+        )
     view = ProgressView(sys.stderr, verbose=args.verbose)
 
     async def run(endpoints: Endpoints) -> int:
@@ -272,6 +289,7 @@ async def _serve_sim(args: argparse.Namespace) -> int:
         preset_roles=not args.no_preset_roles,
         # Kept across runs, so that a user trusts the emulator's CA once.
         ca_dir=state_dir() / "sim",
+        community_terms=not args.no_community_terms,
     ) as sim:
         path = sim.write_endpoints(args.endpoints_out)
         summary = {

@@ -7,8 +7,7 @@ ImportImage and CopyImage carry a client token; deletes treat "not found" as don
 
 from __future__ import annotations
 
-import math
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -19,6 +18,7 @@ from alibabacloud_ecs20140526.client import Client
 
 from aliasync._exceptions import CloudError, NotFoundError, PermanentCloudError, TransientCloudError
 from aliasync.cloud._credentials import CredentialSource, tea_config
+from aliasync.cloud._ecs_attributes import ImageAttributes
 from aliasync.cloud._endpoints import Endpoints
 from aliasync.cloud._polling import MIN_INTERVAL, PollSchedule, Sighting
 from aliasync.cloud._retry import DEFAULT, RetryPolicy
@@ -28,8 +28,6 @@ __all__ = ["ALL_STATUSES", "EcsApi", "ImageFailedError", "ImageInfo", "ImageTime
 
 ALL_STATUSES = "Creating,Waiting,Available,UnAvailable,CreateFailed,Deprecated"
 _FAILED_STATUSES = frozenset({"CreateFailed", "UnAvailable"})
-_SHARE_CHUNK = 10  # ModifyImageSharePermission ignores accounts beyond the 10th
-_TAG_CHUNK = 50  # TagResources takes at most 50 resource IDs
 _PAGE = 100
 # An image can take a moment to appear in DescribeImages after ImportImage/CopyImage answers.
 _APPEAR_GRACE = 60.0
@@ -95,12 +93,7 @@ def _truthy(value: object) -> bool:
     return value is True or str(value).lower() == "true"
 
 
-def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-class EcsApi:
+class EcsApi(ImageAttributes):
     """ECS in one region."""
 
     def __init__(
@@ -303,47 +296,6 @@ class EcsApi:
             "ModifyImageAttribute", lambda: self._client.modify_image_attribute_async(request)
         )
 
-    async def set_sharing(
-        self,
-        image_id: str,
-        *,
-        public: bool | None = None,
-        add_accounts: Sequence[str] = (),
-        remove_accounts: Sequence[str] = (),
-    ) -> None:
-        """Make the image public or private and share or unshare it with accounts."""
-        adds, removes = list(add_accounts), list(remove_accounts)
-        if public is None and not adds and not removes:
-            return  # nothing to change
-        # The API heeds at most 10 accounts of each kind per call (and ignores the rest).
-        rounds = max(1, math.ceil(len(adds) / _SHARE_CHUNK), math.ceil(len(removes) / _SHARE_CHUNK))
-        for index in range(rounds):
-            window = slice(index * _SHARE_CHUNK, (index + 1) * _SHARE_CHUNK)
-            request = m.ModifyImageSharePermissionRequest(
-                region_id=self.region,
-                image_id=image_id,
-                is_public=public if index == 0 else None,
-                add_account=adds[window] or None,
-                remove_account=removes[window] or None,
-            )
-            await self._call(
-                "ModifyImageSharePermission",
-                partial(self._client.modify_image_share_permission_async, request),
-            )
-
-    async def set_status(self, image_id: str, status: str) -> None:
-        """Deprecate (``Deprecated``) or undeprecate (``Available``) an image."""
-        request = m.ModifyImageAttributeRequest(
-            region_id=self.region, image_id=image_id, status=status
-        )
-        await self._call(
-            "ModifyImageAttribute", lambda: self._client.modify_image_attribute_async(request)
-        )
-
-    async def tag_image(self, image_id: str, key: str, value: str) -> None:
-        """Add or overwrite one tag on an image."""
-        await self._tag("image", [image_id], key, value)
-
     async def delete_image(self, image_id: str) -> None:
         """Delete the image; an image that is already gone counts as deleted."""
         request = m.DeleteImageRequest(region_id=self.region, image_id=image_id)
@@ -351,53 +303,4 @@ class EcsApi:
             await self._call("DeleteImage", lambda: self._client.delete_image_async(request))
         except NotFoundError as exc:
             if exc.code != "InvalidImageId.NotFound":
-                raise
-
-    # -- snapshots -------------------------------------------------------------------------------
-
-    async def tag_snapshots(self, snapshot_ids: Sequence[str], key: str, value: str) -> None:
-        """Tag snapshots (to find and delete them after their image is gone)."""
-        await self._tag("snapshot", snapshot_ids, key, value)
-
-    async def _tag(self, kind: str, ids: Sequence[str], key: str, value: str) -> None:
-        for chunk in _chunks(list(ids), _TAG_CHUNK):
-            request = m.TagResourcesRequest(
-                region_id=self.region,
-                resource_type=kind,
-                resource_id=list(chunk),
-                tag=[m.TagResourcesRequestTag(key=key, value=value)],
-            )
-            await self._call("TagResources", partial(self._client.tag_resources_async, request))
-
-    async def snapshots_tagged(self, key: str, value: str) -> list[str]:
-        """IDs of this region's snapshots tagged ``key=value`` (all pages)."""
-        found: dict[str, None] = {}
-        token: str | None = None
-        while True:
-            request = m.ListTagResourcesRequest(
-                region_id=self.region,
-                resource_type="snapshot",
-                tag=[m.ListTagResourcesRequestTag(key=key, value=value)],
-                next_token=token,
-            )
-            body = await self._call(
-                "ListTagResources", partial(self._client.list_tag_resources_async, request)
-            )
-            for item in (body.get("TagResources") or {}).get("TagResource") or []:
-                if item.get("TagKey", key) == key and item.get("TagValue", value) == value:
-                    found[str(item["ResourceId"])] = None
-            token = body.get("NextToken") or None
-            if not token:
-                return list(found)
-
-    async def delete_snapshot(self, snapshot_id: str) -> None:
-        """Delete a snapshot; already gone counts as deleted.
-
-        A snapshot still used by an image raises PermanentCloudError (SnapshotCreatedImage).
-        """
-        request = m.DeleteSnapshotRequest(snapshot_id=snapshot_id)
-        try:
-            await self._call("DeleteSnapshot", lambda: self._client.delete_snapshot_async(request))
-        except NotFoundError as exc:
-            if exc.code != "InvalidSnapshotId.NotFound":
                 raise

@@ -15,10 +15,10 @@ from typing import Any, TypeVar
 
 import anyio
 
-from aliasync._exceptions import AliasyncError, UsageError
+from aliasync._exceptions import AliasyncError, CloudError, UsageError
 from aliasync.cloud._cloud import Cloud
 from aliasync.cloud._ecs import EcsApi, ImageInfo
-from aliasync.cloud._retire import retire_images
+from aliasync.cloud._retire import RetireError, retire_images
 
 __all__ = [
     "REPLACEMENT_TAG",
@@ -296,6 +296,9 @@ async def deprecate_images(
 ) -> Outcome:
     """Mark the image Deprecated (tagged with its replacement), or Available again.
 
+    Deprecating unshares the image from every account and unpublishes it first: ECS refuses
+    to deprecate a shared image, and a deprecated one cannot be shared.
+
     Undeprecating overwrites the replacement tag with an empty value (the emulator, like the
     importer, has no UntagResources).
     """
@@ -305,6 +308,17 @@ async def deprecate_images(
 
     async def work(ecs: EcsApi, images: list[ImageInfo]) -> list[Action]:
         for info in images:
+            if deprecate:
+                # ECS deprecates only an image shared with nobody: unshare (and unpublish) first.
+                try:
+                    await ecs.unshare(info.image_id, public=info.is_public)
+                except CloudError as exc:
+                    raise RetireError(
+                        exc.code,
+                        f"{info.image_id}: unsharing failed ({exc.message}); the image is left"
+                        " shared as it was, not deprecated",
+                        region=ecs.region,
+                    ) from exc
             await ecs.set_status(info.image_id, "Deprecated" if deprecate else "Available")
             if replacement is not None or not deprecate:
                 await ecs.tag_image(info.image_id, REPLACEMENT_TAG, replacement or "")

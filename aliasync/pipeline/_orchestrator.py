@@ -27,7 +27,7 @@ from aliasync._exceptions import AliasyncError, JournalError
 from aliasync.cloud._cloud import Cloud
 from aliasync.cloud._endpoints import Endpoints
 from aliasync.pipeline._journal import Journal
-from aliasync.pipeline._options import ImportOptions
+from aliasync.pipeline._options import ImportOptions, check_options
 from aliasync.pipeline._prepare import PreparedImage, base_name, prepare_images
 from aliasync.pipeline._regionplan import PlanBoard, RegionPlan, plan_region
 from aliasync.pipeline._report import (
@@ -100,6 +100,7 @@ class Importer:
     ) -> ImportReport:
         """Publish ``paths`` as configured; partial failure is in the report, not raised."""
         options = options or ImportOptions()
+        check_options(options)
         # The name is fixed when the run starts: a run resumed after midnight keeps it.
         options = replace(options, name=base_name(options.name, options.family))
         images = await _prepare(paths, options)
@@ -145,6 +146,9 @@ class Importer:
         status = "interrupted"
         try:
             todo = await self._take_finished(run, results)
+            for region, images in todo.items():
+                for image in images:
+                    run.expect(region, image.name)
             await self._remove_stale_buckets(run)
             capabilities = CapabilityCache.for_scope(self.cloud.cache_scope)
             board = PlanBoard(
@@ -220,6 +224,8 @@ class Importer:
                     ImageResult(image.name, image.family, status="error", error=str(exc))
                 )
             run.emit(region, "failed", str(exc))
+            for image in images:
+                run.settle(region, image.name)
         await board.settle(region, plan)
         if board.unreachable is not None:
             stop.cancel()
@@ -251,6 +257,7 @@ class Importer:
     ) -> None:
         """Record a finished (region, image) so that waiters never wait for a lost cause."""
         with anyio.CancelScope(shield=True):
+            run.settle(plan.region, image.name)
             if plan.strategy == "direct":
                 await run.uploads.finished(image.name, plan.region, None)
             if result.ok and result.image_id:
@@ -307,8 +314,11 @@ async def import_images(
 ) -> ImportReport:
     """Publish disk images in every selected region; the report tells each region's outcome.
 
-    Raises :class:`~aliasync.UsageError` for bad input, before anything is created.
+    Raises :class:`~aliasync.UsageError` for bad input, before the first cloud call.
     """
+    options = options or ImportOptions()
+    check_options(options)
+    await _prepare(paths, replace(options, name=base_name(options.name, options.family)))
     async with Importer(endpoints, on_event=on_event) as importer:
         return await importer.run(paths, options)
 

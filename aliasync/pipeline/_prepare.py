@@ -118,7 +118,32 @@ def _registration(
     return mode, arch, boot_suffix(mode, arch, multi), tuple(warnings)
 
 
+# Prepared images by (file identity, naming and overrides): validating input before the first
+# cloud call and then running the import reads and hashes each file once, not twice.
+_CACHE: dict[tuple[object, ...], PreparedImage] = {}
+
+
 def _prepare_one(
+    path: Path, name: str, family: str, boot_mode: str | None, architecture: str | None
+) -> PreparedImage:
+    try:
+        info = path.stat()
+    except OSError:
+        info = None
+    key = (
+        None if info is None else (str(path.resolve()), info.st_dev, info.st_ino, info.st_size,
+                                   info.st_mtime_ns),
+        name, family, boot_mode, architecture,
+    )  # fmt: skip
+    if info is not None and key in _CACHE:
+        return _CACHE[key]
+    prepared = _inspect_and_hash(path, name, family, boot_mode, architecture)
+    if info is not None:
+        _CACHE[key] = prepared
+    return prepared
+
+
+def _inspect_and_hash(
     path: Path, name: str, family: str, boot_mode: str | None, architecture: str | None
 ) -> PreparedImage:
     disk = inspect_image(path)

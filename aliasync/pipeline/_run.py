@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
 
+from aliasync._exceptions import CloudError
 from aliasync.pipeline._copysources import CopySourcePool
 from aliasync.pipeline._journal import Journal
 from aliasync.pipeline._options import ImportOptions
@@ -21,6 +23,43 @@ from aliasync.pipeline._report import Event, EventHandler
 from aliasync.pipeline._uploads import UploadBoard
 
 BUCKET_PREFIX = "aliasync-tmp-"
+TERMS_STEP = (
+    "accept the community-image terms in the ECS console (Images > Community Images), then"
+    " run: aliasync publish {name}"
+)
+
+
+class PublishVerdict:
+    """Whether the account may publish: learnt from the run's first attempt, which the others
+    wait for, so that an account without the community-image terms gets one refusal, not one
+    per region."""
+
+    def __init__(self) -> None:
+        self._lock = anyio.Lock()
+        self.refusal: str | None = None  # the cloud's words, once refused
+        self.known = False
+
+    async def attempt(self, publish: Callable[[], Awaitable[None]]) -> bool:
+        """Run ``publish`` unless publishing was refused; False if it is (or just was)."""
+        if not self.known:
+            async with self._lock:
+                if not self.known:
+                    try:
+                        await publish()
+                    except CloudError as exc:
+                        if exc.code != "PublicImageAgreement.NotSigned":
+                            raise
+                        self.refusal = exc.message
+                        self.known = True
+                        return False
+                    self.known = True
+                    return True
+        if self.refusal is not None:
+            return False
+        await publish()
+        return True
+
+
 FUNCTION_PREFIX = "aliasync-relay-"
 
 
@@ -43,16 +82,41 @@ class Run:
     resumed: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
     # (region, image) pairs still importing: each may yet become a copy source.
     importers: set[tuple[str, str]] = field(default_factory=set)
+    # Per image, the regions still working towards it: a community image is no copy source,
+    # so an image is published nowhere until no region may still copy it.
+    unsettled: dict[str, set[str]] = field(default_factory=dict)
+    publish: PublishVerdict = field(default_factory=lambda: PublishVerdict())
 
     upload_slots: anyio.CapacityLimiter = field(init=False)
 
     _locks: dict[str, anyio.Lock] = field(default_factory=dict)
+    _settled: dict[str, anyio.Event] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.pool = CopySourcePool(self.options.copy_concurrency)
         # Waiters are served first come, first served, and pipelines start their images
         # in order: every image's first uploads are the first to get a slot.
         self.upload_slots = anyio.CapacityLimiter(self.options.upload_concurrency)
+
+    def expect(self, region: str, image: str) -> None:
+        """``region`` will work towards ``image`` in this session."""
+        self.unsettled.setdefault(image, set()).add(region)
+        self._settled.setdefault(image, anyio.Event())
+
+    def settle(self, region: str, image: str) -> None:
+        """``region`` is done with ``image`` (it has it, waiting to publish, or failed)."""
+        waiting = self.unsettled.get(image)
+        if waiting is None:
+            return
+        waiting.discard(region)
+        if not waiting:
+            self._settled[image].set()
+
+    async def all_settled(self, image: str) -> None:
+        """Wait until no region of this session may still need ``image`` as a copy source."""
+        event = self._settled.get(image)
+        if event is not None:
+            await event.wait()
 
     def region_lock(self, region: str) -> anyio.Lock:
         return self._locks.setdefault(region, anyio.Lock())

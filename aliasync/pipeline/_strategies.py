@@ -19,6 +19,7 @@ from aliasync.cloud._ecs import EcsApi, ImageFailedError, ImageInfo
 from aliasync.cloud._retire import DELETE_TAG, delete_tagged_snapshots, retire_images
 from aliasync.pipeline._copysources import NoSourceError
 from aliasync.pipeline._report import ImageResult
+from aliasync.pipeline._run import TERMS_STEP
 from aliasync.pipeline._uploads import UploadedCopy
 from aliasync.relay.package import relay_zip
 
@@ -31,6 +32,13 @@ if TYPE_CHECKING:
 __all__ = ["DELETE_TAG", "ImageJob", "delete_tagged_snapshots", "publish_image"]
 
 IMPORT_ATTEMPTS = 3  # a failed import task is retried as a new import this many times
+# A failed copy is retried from another source where there is one. Copies fail more often
+# than imports in practice and cost no upload, so more attempts: 0.3 ** 8 < 1e-4.
+COPY_ATTEMPTS = 8
+# CopyImage answers that mean "not from this source, now": try another one.
+_SOURCE_REFUSALS = frozenset(
+    {"OperationDenied.ImageCopyConflict", "OperationDenied.CommunityImage"}
+)
 IMPORT_TIMEOUT = 4 * 3600.0  # cloud seconds
 COPY_TIMEOUT = 12 * 3600.0
 RELAY_ROLE = "AliasyncRelayRole"
@@ -42,6 +50,10 @@ RELAY_PRESIGN_SECONDS = 3600
 
 class RelayError(PermanentCloudError):
     """The relay function could not fill the region's bucket."""
+
+
+class PublishRefusedError(PermanentCloudError):
+    """The image is Available and private: the account may not publish (terms not accepted)."""
 
 
 class ImportExhaustedError(PermanentCloudError):
@@ -95,8 +107,9 @@ async def publish_image(cloud: Cloud, job: ImageJob) -> None:
                 # Exhausted imports come after the old image was retired; relay failures before.
                 still_there = [] if isinstance(exc, ImportExhaustedError) else existing
                 info = await _copy(cloud, job, still_there)
+        result.image_id = info.image_id
         await _finish(cloud.ecs(region), job, info)
-        result.image_id, result.status = info.image_id, "success"
+        result.status = "success"
         run.note(region, image.name, "result", "done", image_id=info.image_id,
                  strategy=result.strategy)  # fmt: skip
         run.emit(region, "done", f"{info.image_id} available", image.name)
@@ -217,8 +230,12 @@ async def _copy(cloud: Cloud, job: ImageJob, existing: list[ImageInfo]) -> Image
         )
     run.emit(region, "copy", "waiting for a source image", image.name)
     retired = False
-    for attempt in range(run.first_attempt(region, image.name, "copy"), IMPORT_ATTEMPTS):
-        async with run.pool.slot(image.name, exclude=region) as (source, source_id):
+    failed_sources: set[str] = set()
+    for attempt in range(run.first_attempt(region, image.name, "copy"), COPY_ATTEMPTS):
+        async with run.pool.slot(image.name, exclude=region, avoid=failed_sources) as (
+            source,
+            source_id,
+        ):
             if not retired:
                 await _retire(cloud.ecs(region), job, existing)
                 retired = True
@@ -232,23 +249,32 @@ async def _copy(cloud: Cloud, job: ImageJob, existing: list[ImageInfo]) -> Image
                 source_id = earlier.get("source_id", source_id)
             run.note(region, image.name, "copy", "started", attempt=attempt, token=token,
                      source=source, source_id=source_id)  # fmt: skip
-            new_id = await cloud.ecs(source).copy_image(
-                image_id=source_id,
-                destination_region=region,
-                destination_name=image.name,
-                client_token=token,
-                description=f"{image.name} (aliasync run {run.run_id})",
-            )
+            try:
+                new_id = await cloud.ecs(source).copy_image(
+                    image_id=source_id,
+                    destination_region=region,
+                    destination_name=image.name,
+                    client_token=token,
+                    description=f"{image.name} (aliasync run {run.run_id})",
+                )
+            except PermanentCloudError as exc:
+                if exc.code not in _SOURCE_REFUSALS:
+                    raise
+                run.emit(region, "copy", f"{source} refused ({exc.code}); another", image.name)
+                failed_sources.add(source)
+                run.note(region, image.name, "copy", "failed", attempt=attempt + 1)
+                continue
             run.note(region, image.name, "copy", "sent", attempt=attempt, token=token,
                      source=source, source_id=source_id, image_id=new_id)  # fmt: skip
             try:
                 return await cloud.ecs(region).wait_available(new_id, timeout=COPY_TIMEOUT)
             except ImageFailedError as exc:
                 run.emit(region, "copy", f"copy failed ({exc.message}); retrying", image.name)
+                failed_sources.add(source)
                 await cloud.ecs(region).delete_image(new_id)
                 run.note(region, image.name, "copy", "failed", attempt=attempt + 1)
     raise PermanentCloudError(
-        "CopyFailed", f"CopyImage failed {IMPORT_ATTEMPTS} times", region=region
+        "CopyFailed", f"CopyImage failed {COPY_ATTEMPTS} times", region=region
     )
 
 
@@ -285,19 +311,31 @@ async def _import(ecs: EcsApi, job: ImageJob, bucket: str, key: str) -> ImageInf
 
 
 async def _finish(ecs: EcsApi, job: ImageJob, info: ImageInfo) -> None:
-    """Family and boot mode, then sharing: only a complete image is ever made public.
+    """Family and boot mode, then sharing: only a complete image is ever shared.
 
     The boot mode is set again whatever the strategy: UEFI-Preferred can only be set here, and
-    whether CopyImage keeps it is not documented.
+    whether CopyImage keeps it is not documented. A community image is no CopyImage source, so
+    the image is published only once no region of the run may still copy it.
     """
-    options = job.run.options
-    await ecs.set_family(info.image_id, job.image.family, boot_mode=job.image.boot_mode)
-    if options.public or options.share_accounts:
-        await ecs.set_sharing(
-            info.image_id,
-            public=True if options.public else None,
-            add_accounts=options.share_accounts,
+    run, region, image = job.run, job.region, job.image
+    await ecs.set_family(info.image_id, image.family, boot_mode=image.boot_mode)
+    if run.options.share_accounts:
+        await ecs.set_sharing(info.image_id, add_accounts=run.options.share_accounts)
+    await run.pool.add_source(image.name, region, info.image_id)
+    run.settle(region, image.name)
+    if not run.options.public:
+        return
+    run.emit(region, "publish", "waiting until no region needs it as a copy source", image.name)
+    await run.all_settled(image.name)
+    run.note(region, image.name, "publish", "started", image_id=info.image_id)
+    if not await run.publish.attempt(lambda: ecs.set_sharing(info.image_id, public=True)):
+        raise PublishRefusedError(
+            "PublicImageAgreement.NotSigned",
+            f"{info.image_id} is Available but private: {run.publish.refusal}; "
+            + TERMS_STEP.format(name=image.name),
+            region=region,
         )
+    run.note(region, image.name, "publish", "done", image_id=info.image_id)
 
 
 async def _retire(ecs: EcsApi, job: ImageJob, existing: list[ImageInfo]) -> None:

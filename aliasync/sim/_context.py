@@ -32,4 +32,6 @@ class SimContext:
     # What makes a client trust the emulator's CA (SSL_CERT_FILE, ...): FC workers get it, as
     # a real function trusts the public roots the cloud's certificates chain to.
     trust_env: dict[str, str] = field(default_factory=dict)
+    # Whether the account accepted the community-image terms, which publishing needs.
+    community_terms: bool = True
     models: dict[str, Any] = field(default_factory=dict)

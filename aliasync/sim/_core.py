@@ -72,6 +72,9 @@ class Simulator:
     The CA lives in ``ca_dir``, created there once and reused (its key file is mode 0600).
     Without ``ca_dir`` it lives in ``<data_dir>/ca``: with the default temporary data directory,
     a fresh CA per emulator, removed with it.
+
+    ``community_terms=False`` is an account that has not accepted the community-image terms:
+    publishing is refused until ``sim.ctx.community_terms`` is set (the console step).
     """
 
     def __init__(
@@ -89,6 +92,7 @@ class Simulator:
         preset_roles: bool = True,
         data_dir: str | Path | None = None,
         ca_dir: str | Path | None = None,
+        community_terms: bool = True,
     ) -> None:
         fault_profile = named_profile(profile) if isinstance(profile, str) else profile
         region_map = regions if isinstance(regions, RegionMap) else RegionMap.load(regions)
@@ -106,6 +110,7 @@ class Simulator:
             account_id=account_id or str(1000000000000000 + secrets.randbelow(8999999999999999)),
             data_dir=str(data),
             trust_env=self.ca.trust_environment(),
+            community_terms=community_terms,
         )
         self.seed = seed
         self.calls = CallLog()

@@ -32,6 +32,7 @@ class FaultRule:
     throttle_burst_rate: float | None = None
     download_failure_rate: float | None = None
     import_failure_rate: float | None = None
+    copy_failure_rate: float | None = None
     function_timeout_rate: float | None = None
 
 
@@ -46,6 +47,7 @@ class FaultProfile:
     throttle_burst_seconds: float = 60.0
     download_failure_rate: float = 0.10  # presigned cross-region GETs cut off mid-body
     import_failure_rate: float = 0.01  # import tasks that end Failed
+    copy_failure_rate: float = 0.01  # image copies that end CreateFailed
     function_timeout_rate: float = 0.0  # relay invocations that hang until their timeout
     cold_start_seconds: float = 0.5  # first invocation of a function
     rules: tuple[FaultRule, ...] = ()
@@ -56,7 +58,9 @@ class FaultProfile:
     import_seconds_per_gib: float = 60.0
     copy_base_seconds: float = 900.0
     copy_seconds_per_gib: float = 300.0
-    copy_concurrency: int = 1  # copies running at once per source region; the rest queue
+    # Copies running at once per source region; the rest queue. The current CopyImage page says
+    # five (the 2021 one said one: set 1 to see that cloud).
+    copy_concurrency: int = 5
 
     def with_(self, **changes: object) -> FaultProfile:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -69,6 +73,7 @@ PROFILES: dict[str, FaultProfile] = {
         lost_response_rate=0.0,
         download_failure_rate=0.0,
         import_failure_rate=0.0,
+        copy_failure_rate=0.0,
     ),
     "default": FaultProfile(),
     "harsh": FaultProfile(
@@ -78,6 +83,7 @@ PROFILES: dict[str, FaultProfile] = {
         throttle_burst_rate=0.002,
         download_failure_rate=0.25,
         import_failure_rate=0.05,
+        copy_failure_rate=0.05,
         function_timeout_rate=0.05,
         cold_start_seconds=5.0,
         api_latency_sigma=1.0,
@@ -165,7 +171,7 @@ class FaultEngine:
         return None
 
     def chance(self, kind: str, rate_attr: str, region: str | None, key: str = "") -> bool:
-        """A model-level fault (download cut, failed import, function timeout)."""
+        """A model-level fault (download cut, failed import or copy, function timeout)."""
         rate = self._rate(rate_attr, "model", kind, region)
         return self._rng(kind, region, key).random() < rate
 

@@ -248,13 +248,16 @@ async def test_a_copy_wait_polls_few_times_and_notices_at_once() -> None:
 
 @pytest.mark.anyio
 async def test_a_queued_copy_polls_few_times_and_notices_at_once() -> None:
-    """Two copies from one source slot: the second waits 15 min queued, 30 in all; ≤ 10 polls."""
+    """Two copies for one source slot: the second waits 15 min queued, 30 in all; ≤ 10 polls."""
     profile = PROFILES["none"].with_(copy_concurrency=1)
     async with Simulator(seed=0, profile=profile, time_scale=SCALE) as sim:
+        # Two source images: one image is copied once at a time (ImageCopyConflict).
         ecs, image_id, _ = await _start_import(sim, "poll-queued")
+        _, other_id, _ = await _start_import(sim, "poll-queued-2")
         await ecs.wait_available(image_id, timeout=3600.0)
+        await ecs.wait_available(other_id, timeout=3600.0)
         first = await _copy(sim, ecs, image_id, OTHER)
-        second = await _copy(sim, ecs, image_id, THIRD)
+        second = await _copy(sim, ecs, other_id, THIRD)
         outcomes: dict[str, tuple[int, float]] = {}
 
         async def wait(region: str, copy_id: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from alibabacloud_ecs20140526 import models as m
 
-from aliasync.sim import Simulator
+from aliasync.sim import Simulator, profile
 from tests.clients import ecs_client
 from tests.sim.test_ecs import (
     DATA,
@@ -59,36 +59,63 @@ async def test_copy_image_lifecycle(sim: Simulator) -> None:
     assert snap_id not in region_images(sim, REGION)[source]["snapshot_ids"]
 
 
-async def test_copies_queue_per_source_region(sim: Simulator) -> None:
-    """With one slot, copies from one region run one after another; other regions do not wait."""
-    assert sim.ctx.faults.profile.copy_concurrency == 1
-    client = ecs_client(sim, REGION)
-    source = await imported(sim, client, REGION, "src-a")
-    other_source = await imported(sim, ecs_client(sim, OTHER), OTHER, "src-b")
-    first = (
-        await client.copy_image_async(copy_request(source, OTHER, destination_image_name="c1"))
-    ).body.image_id
-    second = (await client.copy_image_async(copy_request(source, THIRD))).body.image_id
-    parallel = (
-        await ecs_client(sim, OTHER).copy_image_async(
-            m.CopyImageRequest(
-                region_id=OTHER,
-                image_id=other_source,
-                destination_region_id=THIRD,
-                destination_image_name="c3",
+async def test_copies_queue_per_source_region_with_one_slot() -> None:
+    """With one slot (the 2021 documentation), copies from one region run one after another;
+    other regions do not wait."""
+    async with Simulator(seed=0, profile=profile("none").with_(copy_concurrency=1)) as sim:
+        client = ecs_client(sim, REGION)
+        source = await imported(sim, client, REGION, "src-a")
+        source_b = await imported(sim, client, REGION, "src-b")
+        other_source = await imported(sim, ecs_client(sim, OTHER), OTHER, "src-c")
+        first = (
+            await client.copy_image_async(copy_request(source, OTHER, destination_image_name="c1"))
+        ).body.image_id
+        second = (await client.copy_image_async(copy_request(source_b, THIRD))).body.image_id
+        parallel = (
+            await ecs_client(sim, OTHER).copy_image_async(
+                m.CopyImageRequest(
+                    region_id=OTHER,
+                    image_id=other_source,
+                    destination_region_id=THIRD,
+                    destination_image_name="c3",
+                )
             )
-        )
-    ).body.image_id
+        ).body.image_id
+        jobs = queue(sim, REGION)
+        assert jobs[second]["start"] == jobs[first]["end"]
+        assert queue(sim, OTHER)[parallel]["start"] < jobs[first]["end"]
+        # The second copy makes no progress while it waits for the slot.
+        (waiting,) = await describe(ecs_client(sim, THIRD), THIRD, image_id=second)
+        assert waiting.disk_device_mappings.disk_device_mapping[0].progress == "0%"
+
+
+async def test_five_copies_run_at_once_per_source_region_and_the_sixth_queues(
+    sim: Simulator,
+) -> None:
+    """The current CopyImage documentation: five concurrent copies per region, then a queue."""
+    assert sim.ctx.faults.profile.copy_concurrency == 5
+    client = ecs_client(sim, REGION)
+    sources = [await imported(sim, client, REGION, f"five-{n}", wait=False) for n in range(6)]
+    await sim.clock.sleep(200)
+    copies = [
+        (await client.copy_image_async(copy_request(s, OTHER))).body.image_id for s in sources
+    ]
     jobs = queue(sim, REGION)
-    assert jobs[second]["start"] == jobs[first]["end"]
-    assert queue(sim, OTHER)[parallel]["start"] < jobs[first]["end"]
-    # The second copy makes no progress while it waits for the slot.
-    (waiting,) = await describe(ecs_client(sim, THIRD), THIRD, image_id=second)
-    assert waiting.disk_device_mappings.disk_device_mapping[0].progress == "0%"
+    first_free = min(float(jobs[c]["end"]) for c in copies[:5])
+    # The first five started as they came, the sixth waits for the first slot to free.
+    assert all(float(jobs[c]["start"]) < first_free for c in copies[:5])
+    assert jobs[copies[5]]["start"] == first_free
+
+
+async def test_one_source_image_is_copied_once_at_a_time(sim: Simulator) -> None:
+    """A second copy of an image still being copied is OperationDenied.ImageCopyConflict."""
+    client = ecs_client(sim, REGION)
+    source = await imported(sim, client, REGION, "busy")
+    await client.copy_image_async(copy_request(source, OTHER))
+    error = await fails(client.copy_image_async(copy_request(source, THIRD)))
+    assert (error.code, error.status_code) == ("OperationDenied.ImageCopyConflict", 400)
     await sim.clock.sleep(COPY_S + 100)
-    statuses = {i.image_id: i.status for i in await describe(ecs_client(sim, THIRD), THIRD)}
-    assert statuses == {second: "Creating", parallel: "Available"}
-    assert region_images(sim, OTHER)[first]["status"] == "Available"
+    await client.copy_image_async(copy_request(source, THIRD))
 
 
 async def test_copy_refuses_images_that_are_not_available(sim: Simulator) -> None:
@@ -119,6 +146,7 @@ async def test_copy_client_token_and_duplicate_names(sim: Simulator) -> None:
     assert len(region_images(sim, OTHER)) == 1
     error = await fails(client.copy_image_async(copy_request(source, THIRD, client_token="c-1")))
     assert (error.code, error.status_code) == ("IdempotentParameterMismatch", 400)
+    await sim.clock.sleep(COPY_S + 100)
     error = await fails(client.copy_image_async(copy_request(source, OTHER)))
     assert (error.code, error.status_code) == ("InvalidImageName.Duplicated", 400)
     error = await fails(
@@ -130,9 +158,13 @@ async def test_copy_client_token_and_duplicate_names(sim: Simulator) -> None:
 async def test_cancel_copy_image(sim: Simulator) -> None:
     """CancelCopyImage deletes a copy in progress and lets the next queued copy start at once."""
     client = ecs_client(sim, REGION)
-    source = await imported(sim, client, REGION, "cancel-me")
+    sources = [await imported(sim, client, REGION, f"cancel-{n}", wait=False) for n in range(6)]
+    await sim.clock.sleep(200)
+    for other in sources[1:5]:  # the five slots busy: the next copy queues
+        await client.copy_image_async(copy_request(other, THIRD))
+    source = sources[0]
     first = (await client.copy_image_async(copy_request(source, OTHER))).body.image_id
-    second = (await client.copy_image_async(copy_request(source, THIRD))).body.image_id
+    second = (await client.copy_image_async(copy_request(sources[5], THIRD))).body.image_id
     before = queue(sim, REGION)[second]["start"]
     await ecs_client(sim, OTHER).cancel_copy_image_async(
         m.CancelCopyImageRequest(region_id=OTHER, image_id=first)

@@ -68,53 +68,6 @@ async def test_modify_image_attribute(sim: Simulator) -> None:
     assert (error.code, error.status_code) == ("InvalidImageId.NotFound", 404)
 
 
-async def test_share_permission(sim: Simulator) -> None:
-    """Sharing adds and removes accounts, publishing shows group "all"; self-sharing is refused."""
-    client = ecs_client(sim, REGION)
-    image_id = await imported(sim, client, REGION, "shared")
-    accounts = [str(1200000000000000 + n) for n in range(12)]
-    await client.modify_image_share_permission_async(
-        m.ModifyImageSharePermissionRequest(
-            region_id=REGION, image_id=image_id, add_account=accounts, is_public=True
-        )
-    )
-    permission = await client.describe_image_share_permission_async(
-        m.DescribeImageSharePermissionRequest(region_id=REGION, image_id=image_id, page_size=5)
-    )
-    body = permission.body
-    assert body.total_count == 10  # only the first 10 AddAccount.N of a call count
-    assert len(body.accounts.account) == 5 and body.accounts.account[0].shared_time
-    assert [g.group for g in body.share_groups.share_group] == ["all"]
-    (image,) = await describe(client, REGION, image_id=image_id)
-    assert (image.is_public, image.is_self_shared) == (True, "True")
-    await client.modify_image_share_permission_async(
-        m.ModifyImageSharePermissionRequest(
-            region_id=REGION, image_id=image_id, remove_account=accounts[:9], is_public=False
-        )
-    )
-    view = region_images(sim, REGION)[image_id]
-    assert (view["shared_accounts"], view["public"]) == ([accounts[9]], False)
-    error = await fails(
-        client.modify_image_share_permission_async(
-            m.ModifyImageSharePermissionRequest(
-                region_id=REGION, image_id=image_id, add_account=[sim.account_id]
-            )
-        )
-    )
-    assert (error.code, error.status_code) == ("InvalidAccount.Forbbiden", 404)
-    await client.modify_image_attribute_async(
-        m.ModifyImageAttributeRequest(region_id=REGION, image_id=image_id, status="Deprecated")
-    )
-    error = await fails(
-        client.modify_image_share_permission_async(
-            m.ModifyImageSharePermissionRequest(
-                region_id=REGION, image_id=image_id, add_account=[accounts[0]]
-            )
-        )
-    )
-    assert error.code == "IncorrectImageStatus"
-
-
 async def test_tags_and_list_tag_resources_paging(sim: Simulator) -> None:
     """TagResources tags images and snapshots; ListTagResources pages with NextToken."""
     client = ecs_client(sim, REGION)

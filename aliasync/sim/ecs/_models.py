@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 
 from aliasync.sim._errors import SimError
+from aliasync.sim.ecs._attributes import AttributesMixin
 from aliasync.sim.ecs._disks import read_disk
 from aliasync.sim.ecs._inspect import InspectMixin
 from aliasync.sim.ecs._state import (
@@ -22,7 +23,6 @@ from aliasync.sim.ecs._state import (
     Image,
     Task,
     check_description,
-    check_family,
     check_image_name,
     check_tags,
 )
@@ -59,7 +59,7 @@ class ImportSpec:
     tags: tuple[tuple[str, str], ...] = ()
 
 
-class EcsModel(TaggingMixin, InspectMixin):
+class EcsModel(AttributesMixin, TaggingMixin, InspectMixin):
     """The emulated account's ECS images, snapshots and tasks in every region."""
 
     name = "ecs"
@@ -222,6 +222,18 @@ class EcsModel(TaggingMixin, InspectMixin):
         now = self.now()
         if source.status(now) != "Available":
             raise SimError("IncorrectImageStatus", "The image not available.")
+        if source.public:
+            raise SimError(
+                "OperationDenied.CommunityImage", "Community image does not support copy."
+            )
+        if self._being_copied_from(region, source):
+            # "The same image cannot be copied concurrently" (current CopyImage page); read as
+            # one copy at a time per source image, the stricter reading.
+            raise SimError(
+                "OperationDenied.ImageCopyConflict",
+                "The same image cannot be copied concurrently. Please wait until the last copy"
+                " is completed before performing the next operation.",
+            )
         if source.disks[0].format == "VHD":
             raise SimError(
                 "InvalidOperation.VhdImageUnsupported",
@@ -251,12 +263,17 @@ class EcsModel(TaggingMixin, InspectMixin):
             copy_of=(region, source.id),
             tags=dict(tag_items),
         )
+        image.failed = self.ctx.faults.chance("copy", "copy_failure_rate", dest_region, new_id)
         self._images.setdefault(dest_region, {})[new_id] = image
         self._pending[new_id] = image
         duration = self.ctx.faults.copy_seconds(source.content_bytes)
         job = CopyJob(new_id, dest_region, source.id, now, duration)
         queue = self._queues.setdefault(region, CopyQueue())
         self._apply_schedule(queue.submit(job, self._slots()))
+        if image.failed:
+            self.ctx.faults.record(
+                "copy_failed", "ecs", "CopyImage", dest_region, image.ready_at, new_id
+            )
         result = {"ImageId": new_id}
         self._remember("CopyImage", region, token, fingerprint, result)
         return result
@@ -286,128 +303,3 @@ class EcsModel(TaggingMixin, InspectMixin):
         self._pending.pop(image_id, None)
         queue = self._queues[image.copy_of[0]]
         self._apply_schedule(queue.cancel(image_id, now, self._slots()))
-
-    # --- DeleteImage / ModifyImageAttribute / ModifyImageSharePermission --------------------
-
-    def delete_image(self, region: str, image_id: str) -> None:
-        """Delete an image. Its snapshots stay behind, as in the cloud."""
-        image = self.image(region, image_id)
-        now = self.now()
-        if image.status(now) == "Creating":
-            if image.copy_of is not None:
-                raise SimError("OperationDenied.ImageCopying", "The Image are coping.", 403)
-            raise SimError("ImageIsImporting", "The specified Image is importing.", 403)
-        queue = self._queues.get(region)
-        if queue is not None and any(j.source_id == image_id and j.end > now for j in queue.busy()):
-            raise SimError("OperationDenied.ImageCopying", "The Image are coping.", 403)
-        del self._images[region][image_id]
-        self._pending.pop(image_id, None)
-
-    def modify_image_attribute(
-        self,
-        region: str,
-        image_id: str,
-        *,
-        name: str | None = None,
-        description: str | None = None,
-        family: str | None = None,
-        boot_mode: str | None = None,
-        status: str | None = None,
-        nvme: str | None = None,
-        license_type: str | None = None,
-    ) -> None:
-        """Change what was given; validation happens before any change."""
-        image = self.image(region, image_id)
-        if name is not None:
-            check_image_name(name)
-            if any(i.name == name and i is not image for i in self._images[region].values()):
-                raise SimError(
-                    "InvalidImageName.Duplicated", "The specified Image name has already bean used."
-                )
-        if description is not None:
-            check_description(description)
-        if family is not None:
-            check_family(family)
-        if boot_mode is not None and boot_mode != "UEFI" and image.architecture == "arm64":
-            raise SimError(
-                "InvalidParameter", "Images of the arm64 architecture support UEFI only."
-            )
-        if status is not None and image.status(self.now()) not in ("Available", "Deprecated"):
-            raise SimError(
-                "IncorrectImageStatus",
-                "The current status of the image does not support this operation.",
-            )
-        for attr, value in (
-            ("name", name),
-            ("description", description),
-            ("family", family),
-            ("boot_mode", boot_mode),
-            ("nvme", nvme),
-            ("license_type", license_type),
-        ):
-            if value is not None:
-                setattr(image, attr, value)
-        if status is not None:
-            image.deprecated = status == "Deprecated"
-
-    def modify_image_share_permission(
-        self,
-        region: str,
-        image_id: str,
-        is_public: bool | None = None,
-        add: list[str] | tuple[str, ...] = (),
-        remove: list[str] | tuple[str, ...] = (),
-    ) -> None:
-        """Share with or unshare from accounts; publish or unpublish."""
-        image = self.image(region, image_id)
-        now = self.now()
-        for account in [*add, *remove]:
-            if not account.isdigit():
-                raise SimError(
-                    "InvalidAccount.NotFound",
-                    'The specified parameter "AddAccount.n" or "RemoveAccount.n" does not exist.',
-                    404,
-                )
-            if account == self.ctx.account_id:
-                raise SimError(
-                    "InvalidAccount.Forbbiden", "The specified Account does not yourself.", 404
-                )
-        if add or is_public:
-            status = image.status(now)
-            if status == "Deprecated":
-                raise SimError(
-                    "IncorrectImageStatus", "A deprecated image cannot be shared or published."
-                )
-            if status != "Available":
-                raise SimError("IncorrectImageStatus", "The image not available.")
-        shared = {a: t for a, t in image.shared.items() if a not in remove}
-        for account in add:
-            shared.setdefault(account, now)
-        if len(shared) > self.share_quota:
-            raise SimError(
-                "QuotaExceed.ShareImageUser", "The shared Image user Quota exceeds.", 403
-            )
-        image.shared = shared
-        if is_public is not None:
-            image.public = is_public
-
-    # --- DeleteSnapshot -------------------------------------------------------------------
-
-    def delete_snapshot(self, snapshot_id: str) -> None:
-        """Delete a snapshot in any region, unless an existing image was created from it."""
-        self._settle()
-        for snaps in self._snapshots.values():
-            snap = snaps.get(snapshot_id)
-            if snap is None:
-                continue
-            if self.snapshot_in_use(snap):
-                raise SimError(
-                    "SnapshotCreatedImage",
-                    "The snapshot has been used to create user defined image(s).",
-                    403,
-                )
-            del snaps[snapshot_id]
-            return
-        raise SimError(
-            "InvalidSnapshotId.NotFound", "The specified SnapshotId does not exist.", 404
-        )
