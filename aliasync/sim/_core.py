@@ -47,7 +47,7 @@ def _preset_roles(ram: Any) -> None:
 
 
 class Simulator:
-    """A local Alibaba Cloud: ECS, OSS (S3 API), FC 3.0, STS and RAM on one loopback port.
+    """A local Alibaba Cloud: ECS, OSS (S3 and native APIs), FC 3.0, STS and RAM on one port.
 
     Use as an async context manager::
 

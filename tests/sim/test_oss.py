@@ -131,7 +131,7 @@ async def test_bucket_lifecycle(sim: Simulator, kind: str) -> None:
             CreateBucketConfiguration={"LocationConstraint": REGION},
         )
         head = await s3("head_bucket", Bucket="alpha-bucket")
-        assert head["ResponseMetadata"]["HTTPHeaders"]["x-amz-bucket-region"] == REGION
+        assert head["ResponseMetadata"]["HTTPHeaders"]["x-oss-bucket-region"] == REGION
         location = await s3("get_bucket_location", Bucket="alpha-bucket")
         assert location["LocationConstraint"] == f"oss-{REGION}"
         names = [b["Name"] for b in (await s3("list_buckets"))["Buckets"]]
