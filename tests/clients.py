@@ -7,7 +7,7 @@ from a worker thread: ``await anyio.to_thread.run_sync(lambda: s3.list_buckets()
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 import anyio.to_thread
@@ -60,11 +60,11 @@ def s3_endpoint(region: str, internal: bool = False) -> str:
     return f"http://s3.oss-{region}{'-internal' if internal else ''}.aliyuncs.com"
 
 
-def _boto_options(sim: Simulator) -> dict[str, Any]:
+def _boto_options(sim: Simulator, proxy: str = "") -> dict[str, Any]:
     return {
         "signature_version": "s3v4",
         "s3": {"addressing_style": "virtual"},
-        "proxies": {"http": sim.proxy_url},
+        "proxies": {"http": proxy or sim.proxy_url},
         # Plain bodies: OSS refuses aws-chunked uploads.
         "request_checksum_calculation": "when_required",
         "response_checksum_validation": "when_required",
@@ -80,8 +80,10 @@ def boto3_s3(
     key: str | None = None,
     secret: str | None = None,
     token: str | None = None,
+    proxy: str = "",
 ) -> Any:
-    """A synchronous boto3 S3 client for one region's OSS endpoint."""
+    """A synchronous boto3 S3 client for one region's OSS endpoint (``proxy``: another proxy
+    URL, e.g. :func:`inside_proxy`)."""
     return boto3.client(
         "s3",
         endpoint_url=s3_endpoint(region, internal),
@@ -89,7 +91,7 @@ def boto3_s3(
         aws_access_key_id=key or sim.access_key_id,
         aws_secret_access_key=secret or sim.access_key_secret,
         aws_session_token=token,
-        config=BotoConfig(**_boto_options(sim)),
+        config=BotoConfig(**_boto_options(sim, proxy)),
     )
 
 
@@ -110,16 +112,23 @@ async def aio_s3(
         yield client
 
 
+def inside_proxy(sim: Simulator, region: str) -> str:
+    """The proxy URL a function running in ``region`` uses: requests through it come from
+    inside the cloud there (internal endpoints answer them)."""
+    host = sim.proxy_url.removeprefix("http://")
+    return f"http://fc-{region}:x@{host}"
+
+
 async def put_object(sim: Simulator, region: str, bucket: str, key: str, data: bytes) -> None:
     """Create ``bucket`` (if needed) in ``region`` and store ``data`` under ``key``.
 
-    Uses the internal endpoint, which works in every region with OSS, mainland China included.
+    Uses the internal endpoint from inside the region (as a function there would), which
+    works in every region with OSS, mainland China included.
     """
-    s3 = boto3_s3(sim, region, internal=True)
+    s3 = boto3_s3(sim, region, internal=True, proxy=inside_proxy(sim, region))
 
     def work() -> None:
-        names = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
-        if bucket not in names:
+        with suppress(s3.exceptions.BucketAlreadyOwnedByYou):
             s3.create_bucket(Bucket=bucket)
         s3.put_object(Bucket=bucket, Key=key, Body=data)
 

@@ -151,6 +151,8 @@ class Simulator:
                 "oss_public": f"s3.oss-{r}.aliyuncs.com",
                 "oss_internal": f"s3.oss-{r}-internal.aliyuncs.com",
                 "fc": f"{self.account_id}.{r}.fc.aliyuncs.com",
+                "oss_native": f"oss-{r}.aliyuncs.com",
+                "oss_native_internal": f"oss-{r}-internal.aliyuncs.com",
             }
         return {
             "kind": "aliasync-endpoints",
