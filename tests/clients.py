@@ -97,9 +97,14 @@ def boto3_s3(
 
 @asynccontextmanager
 async def aio_s3(
-    sim: Simulator, region: str, internal: bool = False, *, secret: str | None = None
+    sim: Simulator,
+    region: str,
+    internal: bool = False,
+    *,
+    secret: str | None = None,
+    proxy: str = "",
 ) -> AsyncIterator[Any]:
-    """An aiobotocore S3 client for one region's OSS endpoint."""
+    """An aiobotocore S3 client for one region's OSS endpoint (``proxy`` as for boto3_s3)."""
     session = get_session()
     async with session.create_client(
         "s3",
@@ -107,7 +112,7 @@ async def aio_s3(
         region_name=region,
         aws_access_key_id=sim.access_key_id,
         aws_secret_access_key=secret or sim.access_key_secret,
-        config=AioConfig(**_boto_options(sim)),
+        config=AioConfig(**_boto_options(sim, proxy)),
     ) as client:
         yield client
 

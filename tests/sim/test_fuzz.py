@@ -318,6 +318,10 @@ def render(req: Fuzz, sim: Simulator, image_id: str) -> bytes:
         query = sign_rpc_v1(req.method, query, sim.access_key_id, sim.access_key_secret)
     elif req.sign in ("acs3", "sigv4"):
         all_headers = sign_header(req, query, sim.access_key_id, sim.access_key_secret)
+    if req.service == "oss" and not any(k.lower() == "proxy-authorization" for k, _ in headers):
+        # From a function in REGION: internal endpoints answer only inside their region.
+        inside = base64.b64encode(f"fc-{REGION}:x".encode()).decode()
+        all_headers.append(("Proxy-Authorization", f"Basic {inside}"))
     target = f"http://{req.host}{req.path}" + (f"?{query}" if query else "")
     head = [f"{req.method} {target} HTTP/1.1", f"Host: {req.host}"]
     head += [f"{k}: {v}" for k, v in all_headers if k.lower() != "host"]

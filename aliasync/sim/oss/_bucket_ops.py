@@ -29,8 +29,6 @@ class BucketOps(MultipartOps):
     """Handlers for the service and bucket operations."""
 
     async def list_buckets(self, request: SimRequest, route: Route, t: Target) -> web.Response:
-        if not t.native:
-            return self._s3_list_buckets(request)
         prefix = request.param("prefix") or ""
         marker = request.param("marker") or ""
         limit = max_param(request, "max-keys", 1000)
@@ -64,33 +62,6 @@ class BucketOps(MultipartOps):
                 x.node("Buckets", buckets),
             ),
             native=True,
-        )
-
-    def _s3_list_buckets(self, request: SimRequest) -> web.Response:
-        prefix = request.param("prefix") or ""
-        token = request.param("continuation-token")
-        limit = max_param(request, "max-buckets", 10000)
-        marker = decode_token(token) if token else ""
-        found = [b for b in self.model.list_buckets(prefix) if b.name > marker]
-        page, truncated = found[:limit], len(found) > limit
-        buckets = [
-            x.node(
-                "Bucket",
-                x.el("Name", b.name),
-                x.el("CreationDate", x.iso8601(self.model.wall(b.created_at))),
-                x.el("BucketRegion", b.region),
-            )
-            for b in page
-        ]
-        return xml_response(
-            request,
-            x.node(
-                "ListAllMyBucketsResult",
-                x.node("Owner", x.owner_fields(self.ctx.account_id)),
-                x.node("Buckets", buckets),
-                x.el("Prefix", prefix) if prefix else None,
-                x.el("ContinuationToken", encode_token(page[-1].name)) if truncated else None,
-            ),
         )
 
     async def create_bucket(self, request: SimRequest, route: Route, t: Target) -> web.Response:

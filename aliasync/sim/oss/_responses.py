@@ -7,10 +7,14 @@ through the other. Every fault of the core applies to both (they are one service
 
 Choices (beyond those in ``_models``):
 
+* Internal endpoints answer only requests from inside their region (the functions the
+  emulator runs there); from anywhere else the connection is dropped, as an unreachable host.
 * Path-style requests (bucket in the path on the bare endpoint) are refused with 403
-  ``SecondLevelDomainForbidden``, as OSS does; only virtual-hosted style works. An invalid
-  bucket name is reported as 400 ``InvalidBucketName`` (botocore sends such names path style).
-  GetBucketLocation through S3, which botocore always sends path style, is still served.
+  ``SecondLevelDomainForbidden``, as OSS does, for every operation; only virtual-hosted style
+  works. An invalid bucket name is reported as 400 ``InvalidBucketName`` (botocore sends such
+  names path style).
+* The S3 face serves only OSS's documented subset: ListBuckets, ListMultipartUploads and the
+  sub-resources outside it are 400 ``NotImplemented`` (a guess; see the facts file, 8.4).
 * Every account key may use every bucket of the account (no RAM policy evaluation).
 * An expired presigned URL is 403 ``AccessDenied`` "Request has expired."; a header-signed
   request more than 15 minutes off is 403 ``RequestTimeTooSkewed``.
@@ -39,7 +43,14 @@ from aliasync.sim.oss import _xml as x
 from aliasync.sim.oss._bucket_ops import BucketOps
 from aliasync.sim.oss._http import base_headers
 from aliasync.sim.oss._models import OssError, valid_bucket_name
-from aliasync.sim.oss._routing import CONTROL_ACTIONS, Target, action, target
+from aliasync.sim.oss._routing import (
+    CONTROL_ACTIONS,
+    S3_NOT_OFFERED,
+    S3_NOT_OFFERED_ACTIONS,
+    Target,
+    action,
+    target,
+)
 
 if TYPE_CHECKING:
     from aliasync.sim._context import SimContext
@@ -99,6 +110,8 @@ class OssService(BucketOps):
         info = self.ctx.regions.get(t.region)
         if info is None or not info.oss:
             raise DropConnection  # no such endpoint: as if its DNS name did not resolve
+        if t.internal and request.origin_region != t.region:
+            raise DropConnection  # an internal VIP: unreachable from outside its region
         params = dict(request.query)
         name, mutating = action(request.method, t, params, request.headers)
         endpoint = "internal" if t.internal else "public"
@@ -109,7 +122,7 @@ class OssService(BucketOps):
         assert t is not None
         if t.path_style:
             # botocore falls back to path style for names that are not DNS labels: report
-            # the name itself. It also always sends GetBucketLocation path style.
+            # the name itself.
             if t.bucket is not None and not valid_bucket_name(t.bucket):
                 raise OssError(
                     "InvalidBucketName",
@@ -117,14 +130,20 @@ class OssService(BucketOps):
                     400,
                     extra={"BucketName": t.bucket},
                 )
-            if t.native or route.action != "GetBucketLocation":
-                raise SimError(
-                    "SecondLevelDomainForbidden", "Please use virtual hosted style to access.", 403
-                )
+            raise SimError(
+                "SecondLevelDomainForbidden", "Please use virtual hosted style to access.", 403
+            )
         if t.native:
             self._authenticate_native(request, t)
         else:
             self._authenticate(request)
+            offered = route.action not in S3_NOT_OFFERED_ACTIONS
+            if not offered or S3_NOT_OFFERED.intersection(dict(request.query)):
+                raise SimError(
+                    "NotImplemented",
+                    "OSS's S3-compatible API does not support this operation.",
+                    400,
+                )
         info = self.ctx.regions.get(t.region)
         if (
             info is not None
