@@ -16,6 +16,7 @@ import pytest
 from aliasync._exceptions import (
     NotFoundError,
     PermanentCloudError,
+    TransientCloudError,
 )
 from aliasync.cloud._credentials import CredentialSource
 from aliasync.cloud._ecs import EcsApi, ImageFailedError, ImageTimeoutError
@@ -347,3 +348,24 @@ async def test_no_credentials_anywhere_is_a_configuration_error(
     output = await _run_chain(sim, tmp_path, {})
     assert output.startswith("ConfigurationError:")
     assert "ALIBABA_CLOUD_ACCESS_KEY_ID" in output
+
+
+async def test_native_oss_errors_cross_the_boundary_mapped(sim: Simulator) -> None:
+    """alibabacloud-oss-v2's failures become aliasync's: no answer is transient, a refusal
+    permanent, a missing bucket NotFound; no secret in any of them."""
+    endpoints, credentials = _clients(sim)
+    async with OssApi(endpoints, credentials) as oss:
+        native = oss.native
+        with pytest.raises(TransientCloudError) as unanswered:
+            await native.list_buckets(via="ap-southeast-8")  # a region without OSS
+        assert unanswered.value.code == "ConnectionError"
+        await oss.create_bucket("cn-beijing", "aliasync-native-map")
+        with pytest.raises(PermanentCloudError) as refused:
+            await native.list_uploads("cn-beijing", "aliasync-native-map")  # data, mainland
+        assert (refused.value.code, refused.value.status) == ("PublicEndpointForbidden", 400)
+        with pytest.raises(NotFoundError) as missing:
+            await native.put_expiry_rule("ap-southeast-1", "aliasync-never-made", days=1)
+        assert missing.value.code == "NoSuchBucket" and missing.value.request_id
+        await oss.delete_bucket("cn-beijing", "aliasync-native-map")
+    for error in (unanswered.value, refused.value, missing.value):
+        assert sim.access_key_secret not in _full_text(error)
