@@ -329,3 +329,18 @@ async def test_signing_region_must_match(sim: Simulator) -> None:
     async with oss_aio.AsyncClient(config) as client:
         error = await _service_error(client.put_bucket(oss.PutBucketRequest(bucket="scoped")))
     assert (error.status_code, error.code, error.ec) == (400, "InvalidArgument", "0002-00000226")
+
+
+async def test_bucket_acl_and_existence(sim: Simulator, signing: str) -> None:
+    """Get/PutBucketAcl; is_bucket_exist (which asks for the ACL) tells ours from none."""
+    key, version = _key(sim, signing), _version(signing)
+    async with oss_v2(sim, REGION, version=version, key=key) as client:
+        await client.put_bucket(oss.PutBucketRequest(bucket="acl-native", acl="public-read"))
+        got = await client.get_bucket_acl(oss.GetBucketAclRequest(bucket="acl-native"))
+        assert got.acl == "public-read"
+        await client.put_bucket_acl(oss.PutBucketAclRequest(bucket="acl-native", acl="private"))
+        got = await client.get_bucket_acl(oss.GetBucketAclRequest(bucket="acl-native"))
+        assert got.acl == "private"
+        assert await client.is_bucket_exist("acl-native") is True
+        assert await client.is_bucket_exist("acl-nobody") is False
+        await client.delete_bucket(oss.DeleteBucketRequest(bucket="acl-native"))

@@ -79,9 +79,9 @@ class BucketOps(MultipartOps):
             raise
         if t.native:
             acl = request.headers.get("x-oss-acl", "private")
-            if acl not in ("private", "public-read", "public-read-write"):
+            if acl not in _ACLS:
                 self.model.delete_bucket(t.region, t.bucket)
-                raise SimError("InvalidArgument", "no such bucket access control exists", 400)
+                raise _bad_acl()
             self.model.bucket(t.region, t.bucket).acl = acl
             return empty_response(request, native=True)
         return empty_response(request, headers={"Location": f"/{t.bucket}"})
@@ -127,6 +127,25 @@ class BucketOps(MultipartOps):
             x.node("BucketPolicy", x.el("LogBucket", ""), x.el("LogPrefix", "")),
         )
         return xml_response(request, x.node("BucketInfo", info), native=True)
+
+    async def get_bucket_acl(self, request: SimRequest, route: Route, t: Target) -> web.Response:
+        assert t.bucket is not None
+        b = self.model.bucket(t.region, t.bucket)
+        policy = x.node(
+            "AccessControlPolicy",
+            x.node("Owner", x.owner_fields(b.owner)),
+            x.node("AccessControlList", x.el("Grant", b.acl)),
+        )
+        return xml_response(request, policy, native=True)
+
+    async def put_bucket_acl(self, request: SimRequest, route: Route, t: Target) -> web.Response:
+        assert t.bucket is not None
+        bucket = self.model.bucket(t.region, t.bucket)
+        acl = request.headers.get("x-oss-acl", "")
+        if acl not in _ACLS:
+            raise _bad_acl()
+        bucket.acl = acl
+        return empty_response(request, native=True)
 
     async def put_bucket_lifecycle(
         self, request: SimRequest, route: Route, t: Target
@@ -218,6 +237,13 @@ class BucketOps(MultipartOps):
             ),
             native=t.native,
         )
+
+
+_ACLS = ("private", "public-read", "public-read-write")
+
+
+def _bad_acl() -> SimError:
+    return SimError("InvalidArgument", "no such bucket access control exists", 400)
 
 
 def encode_token(marker: str) -> str:

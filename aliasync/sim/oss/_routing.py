@@ -17,7 +17,7 @@ CONTROL_ACTIONS = frozenset(
     {
         "ListBuckets", "CreateBucket", "PutBucket", "DeleteBucket", "HeadBucket",
         "GetBucketLocation", "GetBucketInfo", "PutBucketLifecycle", "GetBucketLifecycle",
-        "DeleteBucketLifecycle",
+        "DeleteBucketLifecycle", "GetBucketAcl", "PutBucketAcl",
     }
 )  # fmt: skip
 
@@ -39,7 +39,7 @@ S3_NOT_OFFERED_ACTIONS = frozenset({"ListBuckets", "ListMultipartUploads"})
 # Native sub-resources the emulator does not implement: 501.
 _NATIVE_NOT_EMULATED = frozenset(
     {
-        "acl", "append", "cors", "encryption", "inventory", "logging", "objectMeta", "policy",
+        "append", "cors", "encryption", "inventory", "logging", "objectMeta", "policy",
         "qos", "referer", "replication", "requestPayment", "restore", "stat", "symlink",
         "tagging", "versioning", "versions", "website", "worm", "x-oss-process", "regions",
         "transferAcceleration", "resourceGroup", "cname", "metaQuery",
@@ -176,8 +176,12 @@ def _native_action(
             raise _not_allowed()
         return "ListBuckets"
     copy = any(h.lower() == "x-oss-copy-source" for h in headers)
+    if t.key and "acl" in params:
+        raise _emulator_gap("acl")  # object ACLs
     if not t.key:
-        if "lifecycle" in params:
+        if "acl" in params:
+            name = {"GET": "GetBucketAcl", "PUT": "PutBucketAcl"}.get(method, "")
+        elif "lifecycle" in params:
             name = {
                 "GET": "GetBucketLifecycle",
                 "PUT": "PutBucketLifecycle",
