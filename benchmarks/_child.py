@@ -125,10 +125,23 @@ async def _calibrate(
                 await fc.invoke(target, "bench-relay", event, timeout=900)
                 times.append(time.monotonic() - start)
             relay[path] = min(times[1:])  # the first one was the cold start
+        await _empty_inside(fc, endpoints, account, target, "bench-dst")
         await fc.delete_function(target, "bench-relay")
         await oss.delete_bucket(source, "bench-src")
-        await oss.delete_bucket(target, "bench-dst", internal=True)
+        await oss.delete_bucket(target, "bench-dst")
     return {"upload": upload, "relay": relay}
+
+
+async def _empty_inside(fc: Any, endpoints: Any, account: str, target: str, bucket: str) -> None:
+    """The relay's cleanup mode: a mainland bucket is emptied from inside its region."""
+    from aliasync.relay.package import cleanup_event
+
+    internal = endpoints.region(target, account).oss_native_internal
+    event = cleanup_event(
+        host=f"{bucket}.{internal}", bucket=bucket, region=target,
+        protocol=endpoints.protocol, bucket_prefix="bench-",
+    )  # fmt: skip
+    await fc.invoke(target, "bench-relay", event, timeout=900)
 
 
 def _boto3_client(endpoints_file: str, region: str) -> Any:
@@ -235,10 +248,11 @@ async def _throughput(endpoints_file: str, path: str) -> dict[str, Any]:
             start = time.monotonic()
             await fc.invoke(target, "bench-relay", event, timeout=900)
             result["relay"][label] = (start, time.monotonic() - start)
+        await _empty_inside(fc, endpoints, account, target, "bench-dst")
         await fc.delete_function(target, "bench-relay")
         for region in sources:
             await oss.delete_bucket(region, f"bench-{region}")
-        await oss.delete_bucket(target, "bench-dst", internal=True)
+        await oss.delete_bucket(target, "bench-dst")
     return result
 
 

@@ -7,7 +7,7 @@ from a worker thread: ``await anyio.to_thread.run_sync(lambda: s3.list_buckets()
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 import anyio.to_thread
@@ -60,11 +60,11 @@ def s3_endpoint(region: str, internal: bool = False) -> str:
     return f"http://s3.oss-{region}{'-internal' if internal else ''}.aliyuncs.com"
 
 
-def _boto_options(sim: Simulator) -> dict[str, Any]:
+def _boto_options(sim: Simulator, proxy: str = "") -> dict[str, Any]:
     return {
         "signature_version": "s3v4",
         "s3": {"addressing_style": "virtual"},
-        "proxies": {"http": sim.proxy_url},
+        "proxies": {"http": proxy or sim.proxy_url},
         # Plain bodies: OSS refuses aws-chunked uploads.
         "request_checksum_calculation": "when_required",
         "response_checksum_validation": "when_required",
@@ -80,8 +80,10 @@ def boto3_s3(
     key: str | None = None,
     secret: str | None = None,
     token: str | None = None,
+    proxy: str = "",
 ) -> Any:
-    """A synchronous boto3 S3 client for one region's OSS endpoint."""
+    """A synchronous boto3 S3 client for one region's OSS endpoint (``proxy``: another proxy
+    URL, e.g. :func:`inside_proxy`)."""
     return boto3.client(
         "s3",
         endpoint_url=s3_endpoint(region, internal),
@@ -89,15 +91,20 @@ def boto3_s3(
         aws_access_key_id=key or sim.access_key_id,
         aws_secret_access_key=secret or sim.access_key_secret,
         aws_session_token=token,
-        config=BotoConfig(**_boto_options(sim)),
+        config=BotoConfig(**_boto_options(sim, proxy)),
     )
 
 
 @asynccontextmanager
 async def aio_s3(
-    sim: Simulator, region: str, internal: bool = False, *, secret: str | None = None
+    sim: Simulator,
+    region: str,
+    internal: bool = False,
+    *,
+    secret: str | None = None,
+    proxy: str = "",
 ) -> AsyncIterator[Any]:
-    """An aiobotocore S3 client for one region's OSS endpoint."""
+    """An aiobotocore S3 client for one region's OSS endpoint (``proxy`` as for boto3_s3)."""
     session = get_session()
     async with session.create_client(
         "s3",
@@ -105,22 +112,119 @@ async def aio_s3(
         region_name=region,
         aws_access_key_id=sim.access_key_id,
         aws_secret_access_key=secret or sim.access_key_secret,
-        config=AioConfig(**_boto_options(sim)),
+        config=AioConfig(**_boto_options(sim, proxy)),
     ) as client:
         yield client
+
+
+def inside_proxy(sim: Simulator, region: str) -> str:
+    """The proxy URL a function running in ``region`` uses: requests through it come from
+    inside the cloud there (internal endpoints answer them)."""
+    host = sim.proxy_url.removeprefix("http://")
+    return f"http://fc-{region}:x@{host}"
 
 
 async def put_object(sim: Simulator, region: str, bucket: str, key: str, data: bytes) -> None:
     """Create ``bucket`` (if needed) in ``region`` and store ``data`` under ``key``.
 
-    Uses the internal endpoint, which works in every region with OSS, mainland China included.
+    Uses the internal endpoint from inside the region (as a function there would), which
+    works in every region with OSS, mainland China included.
     """
-    s3 = boto3_s3(sim, region, internal=True)
+    s3 = boto3_s3(sim, region, internal=True, proxy=inside_proxy(sim, region))
 
     def work() -> None:
-        names = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
-        if bucket not in names:
+        with suppress(s3.exceptions.BucketAlreadyOwnedByYou):
             s3.create_bucket(Bucket=bucket)
         s3.put_object(Bucket=bucket, Key=key, Body=data)
 
     await anyio.to_thread.run_sync(work)
+
+
+def oss_endpoint(region: str, internal: bool = False) -> str:
+    return f"http://oss-{region}{'-internal' if internal else ''}.aliyuncs.com"
+
+
+def temporary_key(sim: Simulator, seconds: float = 3600.0) -> Any:
+    """An STS key the emulator issued (as a function's role gets), valid ``seconds``."""
+    return sim.ctx.keys.issue_temporary("role/AliasyncRelayRole", sim.clock.now() + seconds)
+
+
+def oss_v2_config(
+    sim: Simulator, region: str, version: str, key: Any, proxy: str, internal: bool
+) -> Any:
+    import alibabacloud_oss_v2 as oss
+
+    config = oss.config.load_default()
+    token = getattr(key, "security_token", None)
+    config.credentials_provider = oss.credentials.StaticCredentialsProvider(
+        key.access_key_id if key else sim.access_key_id,
+        key.secret if key else sim.access_key_secret,
+        token,
+    )
+    config.region = region
+    config.endpoint = oss_endpoint(region, internal)
+    config.signature_version = version
+    config.retry_max_attempts = 1
+    config.proxy_host = proxy or sim.proxy_url
+    return config
+
+
+@asynccontextmanager
+async def oss_v2(
+    sim: Simulator,
+    region: str,
+    *,
+    version: str = "v4",
+    key: Any = None,
+    proxy: str = "",
+    internal: bool = False,
+) -> AsyncIterator[Any]:
+    """An ``alibabacloud-oss-v2`` asyncio client for one region's native endpoint.
+
+    ``key``: a temporary key (:func:`temporary_key`) instead of the account's; ``proxy``:
+    another proxy URL (e.g. one naming a function's region, to stand inside the cloud).
+    """
+    import alibabacloud_oss_v2.aio as oss_aio
+
+    config = oss_v2_config(sim, region, version, key, proxy, internal)
+    async with oss_aio.AsyncClient(config) as client:
+        yield client
+
+
+def oss2_auth(sim: Simulator, version: str = "v4", key: Any = None) -> Any:
+    """oss2 credentials: V1 or V4, long-lived or STS."""
+    import oss2
+
+    if key is not None:
+        return oss2.StsAuth(key.access_key_id, key.secret, key.security_token, auth_version=version)
+    if version == "v4":
+        return oss2.AuthV4(sim.access_key_id, sim.access_key_secret)
+    return oss2.Auth(sim.access_key_id, sim.access_key_secret)
+
+
+def oss2_bucket(
+    sim: Simulator, region: str, bucket: str, *, version: str = "v4", key: Any = None
+) -> Any:
+    """A synchronous oss2 Bucket on one region's native endpoint (call it from a thread)."""
+    import oss2
+
+    extra = {"region": region} if version == "v4" else {}
+    return oss2.Bucket(
+        oss2_auth(sim, version, key),
+        oss_endpoint(region),
+        bucket,
+        proxies={"http": sim.proxy_url},
+        **extra,
+    )
+
+
+def oss2_service(sim: Simulator, region: str, *, version: str = "v4", key: Any = None) -> Any:
+    import oss2
+
+    extra = {"region": region} if version == "v4" else {}
+    return oss2.Service(
+        oss2_auth(sim, version, key),
+        oss_endpoint(region),
+        proxies={"http": sim.proxy_url},
+        **extra,
+    )

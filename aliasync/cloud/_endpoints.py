@@ -7,7 +7,11 @@ An endpoints file (``--endpoints FILE``) is a JSON object::
      "credentials": {"access_key_id": "...", "access_key_secret": "..."},
      "ecs": "ecs.aliyuncs.com", "sts": "sts.aliyuncs.com", "ram": "ram.aliyuncs.com",
      "regions": {"cn-hangzhou": {"ecs": "...", "oss_public": "...", "oss_internal": "...",
-                                 "fc": "..."}}}
+                                 "fc": "...", "oss_native": "..."}}}
+
+``oss_public`` and ``oss_internal`` are OSS's S3-compatible endpoints (uploads), ``oss_native``
+its native public endpoint (ListBuckets, lifecycle rules, ListMultipartUploads), and
+``oss_native_internal`` the native internal one, used only by the relay function in its region.
 
 Every key is optional; a region, or a host of a region, that the file leaves out follows
 Alibaba Cloud's public naming rules. The emulator writes such a file (with credentials, a
@@ -33,7 +37,7 @@ __all__ = ["Endpoints", "RegionEndpoints", "public_region_endpoints"]
 _HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::[0-9]{1,5})?")
 _REGION_ID = re.compile(r"[a-z0-9][a-z0-9-]*[a-z0-9]")
 _ACCOUNT_ID = re.compile(r"[0-9]{1,32}")
-_REGION_KEYS = ("ecs", "oss_public", "oss_internal", "fc")
+_REGION_KEYS = ("ecs", "oss_public", "oss_internal", "fc", "oss_native", "oss_native_internal")
 _TOP_KEYS = frozenset(
     {"kind", "version", "protocol", "proxy", "credentials", "account_id", "time_scale"}
     | {"ecs", "sts", "ram", "regions", "comment"}
@@ -51,6 +55,8 @@ class RegionEndpoints:
     oss_public: str
     oss_internal: str
     fc: str
+    oss_native: str = ""
+    oss_native_internal: str = ""
 
 
 def public_region_endpoints(region_id: str, account_id: str) -> RegionEndpoints:
@@ -61,6 +67,8 @@ def public_region_endpoints(region_id: str, account_id: str) -> RegionEndpoints:
         oss_internal=f"s3.oss-{region_id}-internal.aliyuncs.com",
         # FC 3.0's documented per-account endpoint; the account ID is part of the host.
         fc=f"{account_id}.{region_id}.fc.aliyuncs.com",
+        oss_native=f"oss-{region_id}.aliyuncs.com",
+        oss_native_internal=f"oss-{region_id}-internal.aliyuncs.com",
     )
 
 
@@ -106,6 +114,8 @@ class Endpoints:
             oss_public=given.oss_public or public.oss_public,
             oss_internal=given.oss_internal or public.oss_internal,
             fc=given.fc or public.fc,
+            oss_native=given.oss_native or public.oss_native,
+            oss_native_internal=given.oss_native_internal or public.oss_native_internal,
         )
 
     def url(self, host: str) -> str:

@@ -1,9 +1,16 @@
-"""OSS through its S3-compatible API, with aiobotocore.
+"""OSS as the client outside the cloud sees it: the S3-compatible API (aiobotocore) for buckets
+and data, the native API (:mod:`aliasync.cloud._oss_native`) for what S3 lacks.
 
-One session; one client per (region, public/internal endpoint), created on first use and
-replaced if the credentials rotate. Clients sign with SigV4, address buckets virtual-hosted
-(OSS refuses path style), send plain bodies (OSS refuses ``aws-chunked``) and never retry by
-themselves: :mod:`aliasync.cloud._retry` does, and :mod:`aliasync.cloud._transport` maps the errors.
+Only public endpoints: internal ones answer nothing outside the cloud, so a bucket whose
+public endpoint refuses data (mainland China) is filled and emptied by a function inside its
+region, and :meth:`OssApi.delete_bucket` says so (:class:`EmptiedInsideOnlyError`). Only the
+operations OSS documents on each face are used: S3 for create/delete bucket, objects and
+multipart uploads; native for ListBuckets, lifecycle rules and ListMultipartUploads.
+
+One aiobotocore session; one S3 client per region, created on first use and replaced if the
+credentials rotate. Clients sign with SigV4, address buckets virtual-hosted (OSS refuses path
+style), send plain bodies (OSS refuses ``aws-chunked``) and never retry by themselves:
+:mod:`aliasync.cloud._retry` does, and :mod:`aliasync.cloud._transport` maps the errors.
 """
 
 from __future__ import annotations
@@ -17,14 +24,15 @@ import anyio
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
-from aliasync._exceptions import CloudError, NotFoundError, PermanentCloudError
+from aliasync._exceptions import AliasyncError, CloudError, NotFoundError, PermanentCloudError
 from aliasync.cloud._credentials import Credentials, CredentialSource
 from aliasync.cloud._endpoints import Endpoints
+from aliasync.cloud._oss_native import BucketEntry, OssNative
 from aliasync.cloud._oss_upload import UploadBudget, Uploads, content_md5
 from aliasync.cloud._retry import DEFAULT, RetryPolicy
 from aliasync.cloud._transport import boundary
 
-__all__ = ["BucketsForbiddenError", "MiB", "OssApi"]
+__all__ = ["BucketEntry", "BucketsForbiddenError", "EmptiedInsideOnlyError", "MiB", "OssApi"]
 
 T = TypeVar("T")
 E = TypeVar("E", bound=CloudError)
@@ -42,6 +50,11 @@ class BucketsForbiddenError(PermanentCloudError):
     """The region accepts no new buckets (ForbidCreateNewBucket)."""
 
 
+class EmptiedInsideOnlyError(PermanentCloudError):
+    """The bucket is not empty and its public endpoint refuses data calls: only a function in
+    its region can empty it (through the internal endpoint) before it can be deleted."""
+
+
 def _add_content_md5(request: Any, **_: Any) -> None:
     """Give DeleteObjects the Content-MD5 OSS requires (botocore now sends only a CRC32)."""
     body = request.body if isinstance(request.body, bytes) else b""
@@ -51,13 +64,6 @@ def _add_content_md5(request: Any, **_: Any) -> None:
 
 def _error(cls: type[E], code: str, message: str, region: str, **where: Any) -> E:
     return cls(code, message, service="oss", region=region, **where)
-
-
-def _region_from_location(value: object) -> str | None:
-    """``oss-cn-hangzhou`` or ``cn-hangzhou`` -> ``cn-hangzhou``."""
-    if not isinstance(value, str) or not value:
-        return None
-    return value.removeprefix("oss-")
 
 
 class OssApi:
@@ -97,9 +103,12 @@ class OssApi:
             connect_timeout=10,
             read_timeout=120,
         )
-        self._clients: dict[tuple[str, bool], tuple[Credentials, Any]] = {}
+        self._clients: dict[str, tuple[Credentials, Any]] = {}
         self._lock = anyio.Lock()
         self._uploads = Uploads(self, UploadBudget(upload_buffer_bytes))
+        self.native = OssNative(
+            endpoints, credentials, account_id=self._account_id, retry=self._retry
+        )
 
     @property
     def upload_buffer_in_use(self) -> int:
@@ -127,15 +136,15 @@ class OssApi:
         for _, client in clients:
             with anyio.CancelScope(shield=True), suppress(Exception):
                 await client.close()
+        await self.native.aclose()
 
-    async def _client(self, region: str, internal: bool) -> Any:
+    async def _client(self, region: str) -> Any:
         credentials = await self._credentials.current()
         async with self._lock:
-            cached = self._clients.get((region, internal))
+            cached = self._clients.get(region)
             if cached is not None and cached[0] == credentials:
                 return cached[1]
-            hosts = self._endpoints.region(region, self._account_id)
-            host = hosts.oss_internal if internal else hosts.oss_public
+            host = self._endpoints.region(region, self._account_id).oss_public
             with boundary("oss", "CreateClient", region):
                 client = await self._session.create_client(
                     "s3",
@@ -147,7 +156,7 @@ class OssApi:
                     config=self._config,
                 ).__aenter__()
             client.meta.events.register("before-sign.s3.DeleteObjects", _add_content_md5)
-            self._clients[(region, internal)] = (credentials, client)
+            self._clients[region] = (credentials, client)
         if cached is not None:  # stale keys: retire the old client
             with suppress(Exception):
                 await cached[1].close()
@@ -159,21 +168,18 @@ class OssApi:
         action: str,
         fn: Callable[[Any], Awaitable[T]],
         *,
-        internal: bool = False,
         policy: RetryPolicy | None = None,
     ) -> T:
-        """``await fn(client)`` for the region's endpoint, retried, errors mapped."""
+        """``await fn(client)`` for the region's public endpoint, retried, errors mapped."""
 
         async def once() -> T:
-            client = await self._client(region, internal)
+            client = await self._client(region)
             with boundary("oss", action, region):
                 return await fn(client)
 
         return await (policy or self._retry).call_as(f"oss:{action} {region}", once)
 
-    async def _op(
-        self, region: str, operation: str, *, internal: bool = False, **params: Any
-    ) -> dict[str, Any]:
+    async def _op(self, region: str, operation: str, **params: Any) -> dict[str, Any]:
         """One S3 operation by its botocore name (``list_buckets``), retried, errors mapped."""
         action = "".join(word.capitalize() for word in operation.split("_"))
         if action.endswith("V2"):
@@ -183,16 +189,24 @@ class OssApi:
             answer: dict[str, Any] = await getattr(client, operation)(**params)
             return answer
 
-        return await self._call(region, action, run, internal=internal)
+        return await self._call(region, action, run)
 
     # -- buckets -----------------------------------------------------------------------------------
 
     async def create_bucket(
-        self, region: str, name: str, *, policy: RetryPolicy | None = None
+        self,
+        region: str,
+        name: str,
+        *,
+        policy: RetryPolicy | None = None,
+        expire_days: int | None = None,
     ) -> None:
         """Create a bucket in ``region``; a bucket we already own counts as created.
 
         ``policy`` overrides the retries, e.g. a short one to probe whether OSS answers at all.
+        ``expire_days``: give the bucket a lifecycle rule expiring its objects and unfinished
+        uploads after that many days, before anything is written to it; if the rule cannot be
+        set, the (empty) bucket is deleted again and the error raised.
         """
         try:
             await self._call(
@@ -204,14 +218,23 @@ class OssApi:
             if exc.code == "ForbidCreateNewBucket":
                 where = {"status": exc.status, "request_id": exc.request_id}
                 raise _error(BucketsForbiddenError, exc.code, exc.message, region, **where) from exc
-            if exc.code == "BucketAlreadyOwnedByYou":
-                return
             # After a lost answer, the retry sees our own bucket as "already exists".
-            if exc.code == "BucketAlreadyExists" and (name, region) in await self.list_buckets(
-                name, via=region
-            ):
-                return
-            raise
+            owned = exc.code == "BucketAlreadyOwnedByYou" or (
+                exc.code == "BucketAlreadyExists" and await self._owned(name, region)
+            )
+            if not owned:
+                raise
+        if expire_days is not None:
+            try:
+                await self.native.put_expiry_rule(region, name, days=expire_days)
+            except BaseException:
+                with anyio.CancelScope(shield=True), suppress(AliasyncError):
+                    await self._op(region, "delete_bucket", Bucket=name)
+                raise
+
+    async def _owned(self, name: str, region: str) -> bool:
+        found = await self.native.list_buckets(name)
+        return any(b.name == name and b.region == region for b in found)
 
     async def check_public_data_access(self, region: str, bucket: str) -> bool:
         """Whether data calls work on the public endpoint (not so in mainland China)."""
@@ -223,95 +246,62 @@ class OssApi:
             raise
         return True
 
-    async def list_buckets(
-        self, prefix: str = "", *, via: str | None = None
-    ) -> list[tuple[str, str]]:
-        """``(name, region)`` of this account's buckets named ``prefix...``, in every region.
+    async def list_buckets(self, prefix: str = "", *, via: str | None = None) -> list[BucketEntry]:
+        """This account's buckets named ``prefix...``, in every region (natively listed)."""
+        return await self.native.list_buckets(prefix, via=via)
 
-        ``via`` is the region whose endpoint answers (any region lists them all); by default
-        one outside mainland China, whose public endpoint has no restrictions.
+    async def delete_bucket(self, region: str, bucket: str) -> None:
+        """Delete a bucket and everything in it; a bucket already gone counts as deleted.
+
+        DeleteBucket is a control operation, allowed on every public endpoint; emptying the
+        bucket first is not where the public endpoint refuses data: then
+        :class:`EmptiedInsideOnlyError` says that a function inside the region must empty it.
         """
-        region = via or "ap-southeast-1"
-        found: list[tuple[str, str]] = []
-        token: str | None = None
-        while True:
-            kwargs: dict[str, Any] = {"MaxBuckets": 1000}
-            if prefix:
-                kwargs["Prefix"] = prefix
-            if token:
-                kwargs["ContinuationToken"] = token
-            page = await self._op(region, "list_buckets", **kwargs)
-            for item in page.get("Buckets") or []:
-                name = str(item["Name"])
-                if not name.startswith(prefix):
-                    continue  # an endpoint that ignores Prefix
-                where = _region_from_location(item.get("BucketRegion"))
-                if where is None:
-                    location = await self._op(region, "get_bucket_location", Bucket=name)
-                    where = _region_from_location(location.get("LocationConstraint")) or region
-                found.append((name, where))
-            token = page.get("ContinuationToken") or None
-            if not token:
-                return found
-
-    async def delete_bucket(self, region: str, bucket: str, *, internal: bool = False) -> None:
-        """Delete a bucket and everything in it; a bucket already gone counts as deleted."""
         try:
             for _ in range(3):  # objects may land while we delete (a late relay, a lost answer)
-                await self._abort_all_uploads(region, bucket, internal)
-                await self._delete_all_objects(region, bucket, internal)
                 try:
-                    await self._op(region, "delete_bucket", internal=internal, Bucket=bucket)
+                    await self._op(region, "delete_bucket", Bucket=bucket)
                     return
                 except PermanentCloudError as exc:
                     if exc.code != "BucketNotEmpty":
                         raise
+                try:
+                    await self._abort_all_uploads(region, bucket)
+                    await self._delete_all_objects(region, bucket)
+                except PermanentCloudError as exc:
+                    if exc.code != "PublicEndpointForbidden":
+                        raise
+                    message = f"bucket {bucket} must be emptied from inside {region}"
+                    raise _error(EmptiedInsideOnlyError, "BucketNotEmpty", message, region) from exc
             message = f"bucket {bucket} keeps filling up while being deleted"
             raise _error(PermanentCloudError, "BucketNotEmpty", message, region)
         except NotFoundError as exc:
             if exc.code != "NoSuchBucket":
                 raise
 
-    async def _abort_all_uploads(self, region: str, bucket: str, internal: bool) -> None:
-        marker: dict[str, str] = {}
-        while True:
-            page = await self._op(
-                region, "list_multipart_uploads", internal=internal, Bucket=bucket, **marker
-            )
-            for upload in page.get("Uploads") or []:
-                await self._abort(region, bucket, upload["Key"], upload["UploadId"], internal)
-            if not page.get("IsTruncated"):
-                return
-            marker = {
-                "KeyMarker": page.get("NextKeyMarker") or "",
-                "UploadIdMarker": page.get("NextUploadIdMarker") or "",
-            }
+    async def _abort_all_uploads(self, region: str, bucket: str) -> None:
+        for key, upload_id in await self.native.list_uploads(region, bucket):
+            await self._abort(region, bucket, key, upload_id)
 
-    async def _delete_all_objects(self, region: str, bucket: str, internal: bool) -> None:
+    async def _delete_all_objects(self, region: str, bucket: str) -> None:
         while True:
             # Always the first page: what we delete disappears from the listing.
-            page = await self._op(
-                region, "list_objects_v2", internal=internal, Bucket=bucket, MaxKeys=_DELETE_BATCH
-            )
+            page = await self._op(region, "list_objects_v2", Bucket=bucket, MaxKeys=_DELETE_BATCH)
             keys = [{"Key": item["Key"]} for item in page.get("Contents") or []]
             if not keys:
                 return
             batch = {"Objects": keys, "Quiet": True}
-            result = await self._op(
-                region, "delete_objects", internal=internal, Bucket=bucket, Delete=batch
-            )
+            result = await self._op(region, "delete_objects", Bucket=bucket, Delete=batch)
             errors = [e for e in result.get("Errors") or [] if e.get("Code") != "NoSuchKey"]
             if errors:
                 code = str(errors[0].get("Code") or "DeleteFailed")
                 message = f"{len(errors)} object(s) not deleted: {errors[0].get('Message')}"
                 raise _error(PermanentCloudError, code, message, region)
 
-    async def _abort(
-        self, region: str, bucket: str, key: str, upload_id: str, internal: bool
-    ) -> None:
+    async def _abort(self, region: str, bucket: str, key: str, upload_id: str) -> None:
         params = {"Bucket": bucket, "Key": key, "UploadId": upload_id}
         try:
-            await self._op(region, "abort_multipart_upload", internal=internal, **params)
+            await self._op(region, "abort_multipart_upload", **params)
         except NotFoundError as exc:
             if exc.code != "NoSuchUpload":  # already aborted or completed
                 raise
@@ -322,7 +312,7 @@ class OssApi:
         """A presigned GET URL on the region's public endpoint (itself a secret: never log it)."""
         if not 1 <= expires <= _MAX_PRESIGN_SECONDS:
             raise ValueError(f"expires must be 1..{_MAX_PRESIGN_SECONDS} seconds")
-        client = await self._client(region, False)
+        client = await self._client(region)
         with boundary("oss", "PresignGetObject", region):
             url: str = await client.generate_presigned_url(
                 "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires
@@ -336,21 +326,22 @@ class OssApi:
         key: str,
         path: str | os.PathLike[str],
         *,
-        internal: bool = False,
-        part_size: int = 8 * MiB,
+        part_size: int | None = None,
         on_progress: Callable[[int], None] | None = None,
         parallel: int = 4,
     ) -> str:
         """Upload a file, streamed from disk; return its sha256 (hex).
 
-        Files of ``part_size`` or more go up as a multipart upload, ``parallel`` parts at a
-        time (at most ``parallel + 1`` parts are in memory); smaller ones in one PutObject,
-        read once for all the uploads of the same file running at the same time. Every buffer
-        comes out of this client's upload budget (see :class:`OssApi`), waiting for room.
+        Files of ``part_size`` (by default :func:`~aliasync.cloud._oss_upload.part_size_for`
+        the file, so that 10,000 parts always suffice) or more go up as a multipart upload,
+        ``parallel`` parts at a time (at most ``parallel + 1`` parts are in memory); smaller
+        ones in one PutObject, read once for all the uploads of the same file running at the
+        same time. Every buffer comes out of this client's upload budget (see
+        :class:`OssApi`), waiting for room.
         ``on_progress`` is called with the byte count of each piece as it lands (a delta).
         A failed multipart upload is aborted, even on cancellation.
         """
         return await self._uploads.upload_file(
-            region, bucket, key, path, internal=internal, part_size=part_size,
+            region, bucket, key, path, part_size=part_size,
             on_progress=on_progress, parallel=parallel,
         )  # fmt: skip

@@ -38,20 +38,38 @@ class S3Calls(Protocol):
     """What uploads need of the OSS client (:class:`~aliasync.cloud._oss.OssApi` has it):
     retried calls with errors mapped. A protocol, so that this module does not import it."""
 
-    async def _op(
-        self, region: str, operation: str, *, internal: bool = False, **params: Any
-    ) -> dict[str, Any]: ...
+    async def _op(self, region: str, operation: str, **params: Any) -> dict[str, Any]: ...
 
-    async def _call(
-        self, region: str, action: str, fn: Callable[[Any], Awaitable[T]], *, internal: bool
-    ) -> T: ...
+    async def _call(self, region: str, action: str, fn: Callable[[Any], Awaitable[T]]) -> T: ...
 
-    async def _abort(
-        self, region: str, bucket: str, key: str, upload_id: str, internal: bool
-    ) -> None: ...
+    async def _abort(self, region: str, bucket: str, key: str, upload_id: str) -> None: ...
 
 
-__all__ = ["Lease", "S3Calls", "UploadBudget", "Uploads", "content_md5"]
+__all__ = [
+    "MAX_PARTS",
+    "MIN_PART_SIZE",
+    "Lease",
+    "S3Calls",
+    "UploadBudget",
+    "Uploads",
+    "content_md5",
+    "part_size_for",
+]
+
+MiB = 2**20
+MIN_PART_SIZE = 8 * MiB  # parts of small and mid-sized images: few requests, modest memory
+MAX_PARTS = 10000  # OSS: part numbers 1..10000
+MAX_PART_SIZE = 5 * 2**30  # OSS: a part is at most 5 GB
+# ECS imports disks of at most 2048 GiB (DiskImageSize); a raw image is that large at most.
+MAX_IMAGE_SIZE = 2048 * 2**30
+
+
+def part_size_for(size: int, minimum: int = MIN_PART_SIZE) -> int:
+    """The part size for a ``size``-byte object: ``minimum``, or as much larger (whole MiB) as
+    keeps it within 10,000 parts. 2048 GiB gives 210 MiB parts, far below OSS's 5 GB."""
+    needed = -(-size // MAX_PARTS)
+    return max(minimum, -(-needed // MiB) * MiB)
+
 
 Buffer: TypeAlias = bytes | mmap.mmap
 
@@ -146,9 +164,10 @@ class UploadBudget:
     """A byte budget for upload buffers, granted first come, first served (event loop only).
 
     A reservation is granted whole, never piece by piece, so uploads cannot each hold some of
-    the budget while waiting for more. One larger than the budget is clamped to it: it waits for
-    everything else to be given back, then runs alone, slow but never stuck. Served in order, a
-    large reservation is not starved by a stream of small ones.
+    the budget while waiting for more. One larger than the budget waits for everything else to
+    be given back, then runs alone, counted in full (what is held is always what is counted):
+    slow but never stuck, and never waiting for room it cannot have. Served in order, a large
+    reservation is not starved by a stream of small ones.
     """
 
     def __init__(self, total: int) -> None:
@@ -159,11 +178,17 @@ class UploadBudget:
         self.high_water = 0
         self._queue: deque[_Waiter] = deque()
 
+    def grow(self, total: int) -> None:
+        """Raise the budget to ``total`` bytes (never lowers it)."""
+        if total > self.total:
+            self.total = total
+            self._serve()
+
     async def reserve(self, size: int) -> Lease:
-        """Wait until ``size`` bytes (at most the whole budget) are free; hold them."""
-        size = max(0, min(size, self.total))
+        """Wait until ``size`` bytes are free; hold them (see the class doc for large ones)."""
+        size = max(0, size)
         await anyio.lowlevel.checkpoint_if_cancelled()
-        if not self._queue and self.in_use + size <= self.total:
+        if not self._queue and self._fits(size):
             return self._grant(size)
         waiter = _Waiter(size)
         self._queue.append(waiter)
@@ -179,6 +204,9 @@ class UploadBudget:
         assert waiter.lease is not None
         return waiter.lease
 
+    def _fits(self, size: int) -> bool:
+        return self.in_use + size <= self.total or self.in_use == 0
+
     def _grant(self, size: int) -> Lease:
         self.in_use += size
         self.high_water = max(self.high_water, self.in_use)
@@ -189,7 +217,7 @@ class UploadBudget:
         self._serve()
 
     def _serve(self) -> None:
-        while self._queue and self.in_use + self._queue[0].size <= self.total:
+        while self._queue and self._fits(self._queue[0].size):
             waiter = self._queue.popleft()
             waiter.lease = self._grant(waiter.size)
             waiter.granted.set()
@@ -222,17 +250,25 @@ class Uploads:
         key: str,
         path: str | os.PathLike[str],
         *,
-        internal: bool,
-        part_size: int,
+        part_size: int | None,
         on_progress: Callable[[int], None] | None,
         parallel: int,
     ) -> str:
         """See :meth:`aliasync.cloud._oss.OssApi.upload_file`."""
         stat = await anyio.Path(path).stat()
         size = stat.st_size
+        part_size = part_size or part_size_for(size)
+        if -(-size // part_size) > MAX_PARTS or part_size > MAX_PART_SIZE:
+            raise PermanentCloudError(
+                "EntityTooLarge", f"{path}: too large for one OSS object", service="oss"
+            )
         if size >= part_size:
+            if part_size > MIN_PART_SIZE:
+                # Parts grown for a huge image: room for two (one sent while the next is
+                # read), or such an upload would crawl one part at a time.
+                self.budget.grow(2 * part_size)
             upload = _MultipartUpload(
-                self, region, bucket, key, internal, Path(path), size, part_size, on_progress
+                self, region, bucket, key, Path(path), size, part_size, on_progress
             )
             return await upload.run(max(1, parallel))
         # This version of this file: one that is rewritten meanwhile gets an entry of its own.
@@ -242,7 +278,7 @@ class Uploads:
         assert data is not None
         try:
             params = {"Bucket": bucket, "Key": key, "Body": _Body(data), "ContentMD5": shared.md5}
-            await self.api._op(region, "put_object", internal=internal, **params)
+            await self.api._op(region, "put_object", **params)
         finally:
             self._leave(identity, shared)
         if on_progress is not None:
@@ -295,7 +331,6 @@ class _MultipartUpload:
     region: str
     bucket: str
     key: str
-    internal: bool
     path: Path
     size: int
     part_size: int
@@ -308,9 +343,7 @@ class _MultipartUpload:
     leases: list[Lease] = field(default_factory=list)
 
     async def _op(self, operation: str, **params: Any) -> dict[str, Any]:
-        return await self.uploads.api._op(
-            self.region, operation, internal=self.internal, Bucket=self.bucket, **params
-        )
+        return await self.uploads.api._op(self.region, operation, Bucket=self.bucket, **params)
 
     async def run(self, parallel: int) -> str:
         created = await self._op("create_multipart_upload", Key=self.key)
@@ -326,15 +359,13 @@ class _MultipartUpload:
             with anyio.CancelScope(shield=True), suppress(AliasyncError):
                 await self._abort(self.upload_id)
             raise
-        # A CreateMultipartUpload whose answer was lost (then retried) left an upload behind.
-        page = await self._op("list_multipart_uploads", Prefix=self.key)
-        for upload in page.get("Uploads") or []:
-            if upload.get("Key") == self.key and upload.get("UploadId") != self.upload_id:
-                await self._abort(upload["UploadId"])
+        # A CreateMultipartUpload whose answer was lost (then retried) leaves an upload nobody
+        # knows the ID of: OSS's S3 API cannot list uploads, so the bucket's removal aborts
+        # every upload (natively listed), and its lifecycle rule does if the run dies first.
         return str(self.sha256.hexdigest())
 
     async def _abort(self, upload_id: str) -> None:
-        await self.uploads.api._abort(self.region, self.bucket, self.key, upload_id, self.internal)
+        await self.uploads.api._abort(self.region, self.bucket, self.key, upload_id)
 
     def _read(self, file: io.BufferedReader, length: int) -> tuple[Buffer, str]:
         """The next part and its Content-MD5; hashes the stream in order (runs in a thread)."""
@@ -400,7 +431,7 @@ class _MultipartUpload:
 
         try:
             action = "CompleteMultipartUpload"
-            await self.uploads.api._call(self.region, action, complete, internal=self.internal)
+            await self.uploads.api._call(self.region, action, complete)
         except NotFoundError as exc:
             # An earlier attempt completed the upload but its answer was lost.
             if exc.code != "NoSuchUpload" or tries < 2:

@@ -1,7 +1,8 @@
 """The one boundary where foreign exceptions become aliasync's.
 
-Every call into an SDK (tea/darabonba for ECS, FC and STS; aiobotocore for OSS; aiohttp under
-both; the credentials chain) runs inside :func:`boundary`, which maps whatever escapes to the
+Every call into an SDK (tea/darabonba for ECS, FC and STS; aiobotocore for OSS's S3 API and
+alibabacloud-oss-v2 for its native one; aiohttp under all of them; the credentials chain) runs
+inside :func:`boundary`, which maps whatever escapes to the
 tree in :mod:`aliasync._exceptions` with ``raise ... from``:
 
 * throttling (``Throttling*``, ``SlowDown``, ``ResourceThrottled``, ``ResourceExhausted``, 429)
@@ -28,6 +29,7 @@ from contextlib import contextmanager, suppress
 from typing import Any
 
 import aiohttp
+import alibabacloud_oss_v2.exceptions as oss_exc
 import botocore.exceptions as boto_exc
 from alibabacloud_credentials.exceptions import CredentialException
 from darabonba.exceptions import RetryError as DaraRetryError
@@ -160,6 +162,8 @@ def translate(
         return _from_tea(exc, where)
     if isinstance(exc, boto_exc.ClientError):
         return _from_botocore(exc, where)
+    if isinstance(exc, oss_exc.BaseError):
+        return _from_oss_v2(exc, service=service, action=action, region=region)
     if isinstance(exc, boto_exc.NoCredentialsError | boto_exc.PartialCredentialsError):
         return ConfigurationError("OSS client has no usable credentials")
     if isinstance(exc, boto_exc.HTTPClientError | boto_exc.ConnectionError):
@@ -223,9 +227,33 @@ def _from_botocore(exc: boto_exc.ClientError, where: dict[str, Any]) -> CloudErr
     )
 
 
+def _from_oss_v2(
+    exc: oss_exc.BaseError, *, service: str, action: str, region: str | None
+) -> AliasyncError | None:
+    """alibabacloud-oss-v2: OperationError wraps what went wrong (``unwrap()``)."""
+    where: dict[str, Any] = {"service": service, "action": action, "region": region}
+    inner = exc.unwrap() if isinstance(exc, oss_exc.OperationError) else exc
+    if isinstance(inner, oss_exc.ServiceError):
+        code = str(inner.code or f"HTTP{inner.status_code}")
+        status = _int(inner.status_code)
+        message = str(inner.message or "")
+        return classify(code, message, status=status, request_id=_str(inner.request_id), **where)
+    if isinstance(inner, oss_exc.CredentialsBaseError):
+        return ConfigurationError("OSS client has no usable credentials")
+    if isinstance(inner, oss_exc.RequestError | oss_exc.ResponseError):
+        # Refused, reset, timed out, or an answer cut short on the way.
+        return TransientCloudError("ConnectionError", type(inner).__name__, **where)
+    if isinstance(inner, oss_exc.DeserializationError | oss_exc.InconsistentError):
+        return TransientCloudError("MalformedResponse", type(inner).__name__, **where)
+    if isinstance(inner, BaseException) and inner is not exc:
+        return translate(inner, service=service, action=action, region=region)
+    return None  # a parameter the SDK refused: a bug here, which must surface as itself
+
+
 # -- scrubbing foreign exceptions before they are chained --------------------------------------
 
-_DROP_ATTRS = ("last_request", "http_request", "http_response", "_context")
+# ``snapshot``: alibabacloud-oss-v2 keeps the raw error body, which may echo a string-to-sign.
+_DROP_ATTRS = ("last_request", "http_request", "http_response", "_context", "snapshot")
 _TEXT_ATTRS = ("message", "msg", "detail", "description", "fmt")
 _DATA_ATTRS = ("data", "response", "kwargs", "accessDeniedDetail", "access_denied_detail")
 
@@ -252,7 +280,8 @@ def _scrub(exc: BaseException, depth: int = 0) -> None:
         info = exc.request_info
         url = info.real_url.with_query(None)
         _set(exc, "request_info", aiohttp.RequestInfo(url, info.method, {}, url))  # type: ignore[arg-type]
-    for chained in (getattr(exc, "inner_exception", None), exc.__cause__, exc.__context__):
+    nested = (getattr(exc, "inner_exception", None), getattr(exc, "_error", None))
+    for chained in (*nested, exc.__cause__, exc.__context__):
         if isinstance(chained, BaseException) and chained is not exc:
             _scrub(chained, depth + 1)
 

@@ -95,13 +95,10 @@ async def detect_capabilities(cloud: Cloud, regions: Sequence[str]) -> list[Regi
 async def _remove_buckets(cloud: Cloud, run: Run) -> None:
     async def one(region: str, bucket: str) -> None:
         try:
-            await cloud.oss.delete_bucket(region, bucket, internal=True)
-        except AliasyncError:
-            # A bucket we cannot reach internally may still be reachable publicly.
-            try:
-                await cloud.oss.delete_bucket(region, bucket)
-            except AliasyncError as exc:
-                log.warning("could not remove probe bucket %s in %s: %s", bucket, region, exc)
+            # Probe buckets stay empty: deleting them is a control call, allowed everywhere.
+            await cloud.oss.delete_bucket(region, bucket)
+        except AliasyncError as exc:
+            log.warning("could not remove probe bucket %s in %s: %s", bucket, region, exc)
 
     async with anyio.create_task_group() as tg:
         for region, bucket in list(run.buckets.items()):

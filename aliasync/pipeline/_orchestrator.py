@@ -39,9 +39,14 @@ from aliasync.pipeline._report import (
 )
 from aliasync.pipeline._run import BUCKET_PREFIX, FUNCTION_PREFIX, Run
 from aliasync.pipeline._state import CapabilityCache, state_dir
-from aliasync.pipeline._strategies import ImageJob, publish_image
+from aliasync.pipeline._strategies import ImageJob, publish_image, remove_bucket
 
 CLEANUP_DEADLINE = 600.0
+# Cloud seconds after which a temporary bucket is taken for a crashed run's. A run uses its
+# buckets from planning to its last import: the upload (hours for a large image), a relay (at
+# most FC's 24 h timeout) and the imports (3 attempts of at most 4 h). Two days cover that;
+# and by then the bucket's own lifecycle rule (one day) has already expired its objects.
+STALE_BUCKET_AGE = 2 * 86400.0
 
 
 class Importer:
@@ -265,44 +270,50 @@ class Importer:
             await run.done_importing(plan.region, image.name)
 
     async def _remove_stale_buckets(self, run: Run) -> None:
-        """Temporary buckets left by crashed runs are found by their prefix and removed."""
-        stale = await self.cloud.oss.list_buckets(BUCKET_PREFIX)
-        own = f"{BUCKET_PREFIX}{run.short_id}-"  # a resumed run's imports may still read these
-        async with anyio.create_task_group() as tg:
-            for bucket, region in stale:
-                if bucket.startswith(own):
-                    continue
-                run.emit(region, "cleanup", f"removing stale bucket {bucket}")
-                tg.start_soon(self._delete_bucket, region, bucket)
+        """Temporary buckets left by crashed runs are found by their prefix and age, removed.
 
-    async def _delete_bucket(self, region: str, bucket: str) -> None:
+        A bucket younger than :data:`STALE_BUCKET_AGE` may belong to a run still going (on
+        another machine): it is left alone.
+        """
+        found = await self.cloud.oss.list_buckets(BUCKET_PREFIX)
+        own = f"{BUCKET_PREFIX}{run.short_id}-"  # a resumed run's imports may still read these
+        now = time.time()
+        async with anyio.create_task_group() as tg:
+            for bucket in found:
+                # Creation dates are wall-clock; an emulator's cloud runs time_scale faster.
+                age = (now - bucket.created) * self.endpoints.time_scale
+                if bucket.name.startswith(own) or age < STALE_BUCKET_AGE:
+                    continue
+                run.emit(bucket.region, "cleanup", f"removing stale bucket {bucket.name}")
+                tg.start_soon(self._remove_bucket, run, bucket.region, bucket.name)
+
+    async def _remove_bucket(self, run: Run, region: str, name: str) -> None:
         try:
-            await self.cloud.oss.delete_bucket(region, bucket, internal=True)
-        except AliasyncError:
-            # A bucket we cannot reach internally may still be reachable publicly.
-            await self.cloud.oss.delete_bucket(region, bucket)
+            await remove_bucket(self.cloud, run, region, name)
+        except AliasyncError as exc:
+            run.emit(region, "failed", f"could not remove bucket {name}: {exc}")
 
     async def _cleanup(self, run: Run) -> None:
-        """Remove this run's temporary buckets and functions, and stale relay functions."""
+        """Remove this run's temporary buckets, then its relay functions (and stale ones).
 
-        async def bucket(region: str, name: str) -> None:
-            try:
-                await self._delete_bucket(region, name)
-            except AliasyncError as exc:
-                run.emit(region, "failed", f"could not remove bucket {name}: {exc}")
+        Per region, the bucket goes first: emptying a mainland bucket needs the function.
+        """
 
-        async def functions(region: str) -> None:
+        async def region_cleanup(region: str) -> None:
+            name = run.buckets.get(region)
+            if name is not None:
+                await self._remove_bucket(run, region, name)
+            if region not in run.functions:
+                return
             try:
-                for name in await self.cloud.fc.list_functions(region, FUNCTION_PREFIX):
-                    await self.cloud.fc.delete_function(region, name)
+                for function in await self.cloud.fc.list_functions(region, FUNCTION_PREFIX):
+                    await self.cloud.fc.delete_function(region, function)
             except AliasyncError as exc:
                 run.emit(region, "failed", f"could not remove relay functions: {exc}")
 
         async with anyio.create_task_group() as tg:
-            for region, name in list(run.buckets.items()):
-                tg.start_soon(bucket, region, name)
-            for region in list(run.functions):
-                tg.start_soon(functions, region)
+            for region in {**run.buckets, **run.functions}:
+                tg.start_soon(region_cleanup, region)
 
 
 async def import_images(

@@ -23,6 +23,9 @@ from aliasync.cloud._oss import BucketsForbiddenError
 from aliasync.cloud._retry import RetryPolicy
 from aliasync.pipeline._report import Strategy
 
+# A temporary bucket's lifecycle rule expires its objects and aborts its uploads after this
+# many days (OSS's smallest unit): what a run that died leaves behind empties itself.
+TEMPORARY_DAYS = 1
 # Three tries within about five seconds: enough to ride out a dropped connection.
 _PROBE = RetryPolicy(attempts=3, timeout=60.0, wait_initial=1.0, wait_max=3.0, wait_jitter=0.5)
 
@@ -161,13 +164,14 @@ async def detect_strategy(
         return "direct", bucket, True
     if await cloud.fc.probe(region):
         return "relay", bucket, True
-    await cloud.oss.delete_bucket(region, bucket, internal=True)
+    await cloud.oss.delete_bucket(region, bucket)  # empty: a control call, allowed publicly
     del run.buckets[region]
     return "copy", None, True
 
 
 async def _create_bucket(cloud: Cloud, region: str, bucket: str) -> None:
-    """Create the region's bucket, giving up within seconds where no OSS endpoint answers.
+    """Create the region's bucket with its expiry rule, giving up within seconds where no OSS
+    endpoint answers.
 
     A region without OSS has no endpoint to connect to, and waiting out the full retry policy
     there (minutes) would delay its copies by as much. An endpoint that answers with errors
@@ -175,12 +179,15 @@ async def _create_bucket(cloud: Cloud, region: str, bucket: str) -> None:
     """
     try:
         await cloud.oss.create_bucket(
-            region, bucket, policy=_PROBE.scaled(cloud.endpoints.time_scale)
+            region,
+            bucket,
+            policy=_PROBE.scaled(cloud.endpoints.time_scale),
+            expire_days=TEMPORARY_DAYS,
         )
     except TransientCloudError as exc:
         if exc.code == "ConnectionError":
             raise
-        await cloud.oss.create_bucket(region, bucket)
+        await cloud.oss.create_bucket(region, bucket, expire_days=TEMPORARY_DAYS)
 
 
 def _code(exc: CloudError) -> str:

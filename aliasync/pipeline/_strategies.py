@@ -16,12 +16,14 @@ import anyio
 
 from aliasync._exceptions import AliasyncError, CloudError, PermanentCloudError
 from aliasync.cloud._ecs import EcsApi, ImageFailedError, ImageInfo
+from aliasync.cloud._oss import EmptiedInsideOnlyError
+from aliasync.cloud._oss_upload import part_size_for
 from aliasync.cloud._retire import DELETE_TAG, delete_tagged_snapshots, retire_images
 from aliasync.pipeline._copysources import NoSourceError
 from aliasync.pipeline._report import ImageResult
-from aliasync.pipeline._run import TERMS_STEP
+from aliasync.pipeline._run import BUCKET_PREFIX, TERMS_STEP
 from aliasync.pipeline._uploads import UploadedCopy
-from aliasync.relay.package import relay_zip
+from aliasync.relay.package import cleanup_event, relay_zip
 
 if TYPE_CHECKING:
     from aliasync.cloud._cloud import Cloud
@@ -29,7 +31,10 @@ if TYPE_CHECKING:
     from aliasync.pipeline._regionplan import RegionPlan
     from aliasync.pipeline._run import Run
 
-__all__ = ["DELETE_TAG", "ImageJob", "delete_tagged_snapshots", "publish_image"]
+__all__ = [
+    "DELETE_TAG", "ImageJob", "delete_tagged_snapshots", "publish_image", "relay_limits",
+    "remove_bucket",
+]  # fmt: skip
 
 IMPORT_ATTEMPTS = 3  # a failed import task is retried as a new import this many times
 # A failed copy is retried from another source where there is one. Copies fail more often
@@ -42,10 +47,29 @@ _SOURCE_REFUSALS = frozenset(
 IMPORT_TIMEOUT = 4 * 3600.0  # cloud seconds
 COPY_TIMEOUT = 12 * 3600.0
 RELAY_ROLE = "AliasyncRelayRole"
-RELAY_MEMORY_MB = 512
-RELAY_TIMEOUT = 900
-RELAY_PART_SIZE = 8 << 20
+RELAY_MEMORY_MB = 512  # enough for 4 parts of 8 MiB in flight, each maybe raced by a second GET
+RELAY_PARALLEL = 4
+RELAY_TIMEOUT = 900  # plus the time the image takes at RELAY_MIN_RATE
+RELAY_MIN_RATE = 10 * 2**20  # bytes/s the relay is given time for: a slow cross-region link
+FC_MAX_TIMEOUT = 86400  # Function Compute's limit on a function's timeout
+FC_MAX_MEMORY_MB = 32768
 RELAY_PRESIGN_SECONDS = 3600
+CLEANUP_TIMEOUT = 900  # an emptying invocation: deletes and aborts, no data moved
+
+
+def relay_limits(size: int) -> tuple[int, int, int]:
+    """(part size, memory in MB, timeout in s) of a relay for a ``size``-byte image.
+
+    Parts grow with the image so that 10,000 of them always suffice (up to the 2048 GiB ECS
+    imports); memory holds every part in flight twice (a racing second download) and a spare
+    quarter, in FC's 64 MB steps; the timeout gives the copy RELAY_MIN_RATE, within FC's
+    86,400 s. An image past what that rate moves in a day relies on faster links.
+    """
+    part = part_size_for(size)
+    need_mb = 256 + (2 * RELAY_PARALLEL * part + part) * 5 // 4 // 2**20
+    memory = min(FC_MAX_MEMORY_MB, max(RELAY_MEMORY_MB, -(-need_mb // 64) * 64))
+    timeout = min(FC_MAX_TIMEOUT, RELAY_TIMEOUT + -(-size // RELAY_MIN_RATE))
+    return part, memory, timeout
 
 
 class RelayError(PermanentCloudError):
@@ -169,6 +193,7 @@ async def _relay(cloud: Cloud, job: ImageJob, existing: list[ImageInfo]) -> Imag
     ]
     key = run.object_key(image)
     internal = cloud.endpoints.region(region, run.account_id).oss_internal
+    part_size, _, timeout = relay_limits(max(i.size for i in run.images))
     event = {
         "sources": urls,
         "size": image.size,
@@ -181,13 +206,13 @@ async def _relay(cloud: Cloud, job: ImageJob, existing: list[ImageInfo]) -> Imag
             "region": region,
         },
         "key_prefix": run.key_prefix,
-        "part_size": RELAY_PART_SIZE,
-        "parallel": 4,
+        "part_size": max(part_size, part_size_for(image.size)),
+        "parallel": RELAY_PARALLEL,
     }
     run.emit(region, "relay", f"relaying from {', '.join(s.region for s in sources)}", image.name)
     try:
         answer = await cloud.fc.invoke(
-            region, function, json.dumps(event).encode(), timeout=RELAY_TIMEOUT + 60
+            region, function, json.dumps(event).encode(), timeout=timeout + 60
         )
         outcome = json.loads(answer)
     except (CloudError, ValueError) as exc:
@@ -199,22 +224,55 @@ async def _relay(cloud: Cloud, job: ImageJob, existing: list[ImageInfo]) -> Imag
 
 
 async def _ensure_function(cloud: Cloud, run: Run, region: str) -> str:
-    """Deploy the relay function once per region and run."""
+    """Deploy the relay function once per region and run, sized for the run's largest image."""
     async with run.region_lock(region):
         name = run.function_name()
         if region not in run.functions:
+            _, memory, timeout = relay_limits(max((i.size for i in run.images), default=0))
             run.functions[region] = name  # registered first: cleanup finds it whatever happens
             await cloud.fc.create_function(
                 region,
                 name,
                 code_zip=relay_zip(),
                 handler="index.handler",
-                timeout=RELAY_TIMEOUT,
-                memory_mb=RELAY_MEMORY_MB,
+                timeout=timeout,
+                memory_mb=memory,
                 role_arn=f"acs:ram::{run.account_id}:role/{RELAY_ROLE.lower()}",
                 env={},
             )
         return name
+
+
+async def remove_bucket(cloud: Cloud, run: Run, region: str, bucket: str) -> None:
+    """Delete a temporary bucket, all its objects and uploads, from outside the cloud.
+
+    Where the public endpoint refuses data calls (mainland China) and the bucket is not empty,
+    the relay function (this run's, deployed now if need be) empties it from inside the
+    region through the internal endpoint; then the bucket is deleted, a control operation.
+    """
+    try:
+        await cloud.oss.delete_bucket(region, bucket)
+        return
+    except EmptiedInsideOnlyError:
+        run.emit(region, "cleanup", f"emptying {bucket} from inside the region")
+    if not await cloud.fc.probe(region):
+        raise PermanentCloudError(
+            "BucketNotEmpty",
+            f"{bucket} can only be emptied by a function in {region}, and Function Compute "
+            "does not answer there; its lifecycle rule empties it within a day",
+            region=region,
+        )
+    function = await _ensure_function(cloud, run, region)
+    internal = cloud.endpoints.region(region, run.account_id).oss_native_internal
+    event = cleanup_event(
+        host=f"{bucket}.{internal}",
+        bucket=bucket,
+        region=region,
+        protocol=cloud.endpoints.protocol,
+        bucket_prefix=BUCKET_PREFIX,
+    )
+    await cloud.fc.invoke(region, function, event, timeout=CLEANUP_TIMEOUT)
+    await cloud.oss.delete_bucket(region, bucket)
 
 
 async def _copy(cloud: Cloud, job: ImageJob, existing: list[ImageInfo]) -> ImageInfo:

@@ -22,6 +22,11 @@ arrive, and hashed in order; at most ``parallel`` parts are held at once, so ima
 the function's memory work. The sha256 of the whole stream must match before the upload is
 completed; otherwise it is aborted.
 
+Cleanup mode (``{"mode": "cleanup", "target": {"host": "<bucket>.oss-<region>-internal…",
+"bucket", "region", "protocol"}, "bucket_prefix": …}``): empty the bucket through the region's
+internal *native* endpoint (OSS V4 signatures; OSS's S3 API cannot list multipart uploads),
+aborting every unfinished upload, so that the caller outside the cloud can delete it.
+
 Idempotent: the sha256 is stored as ``x-amz-meta-sha256``; if the target already holds an
 object of the right size and sha256, nothing is copied. Any repetition of an invocation writes
 the same bytes to the same key.
@@ -32,6 +37,7 @@ sources are named by region.
 
 from __future__ import annotations
 
+import base64
 import concurrent.futures as cf
 import contextlib
 import hashlib
@@ -71,14 +77,16 @@ class _DownloadFailed(Exception):
 
 
 def handler(event: bytes, context: Any) -> str:
-    """FC entry point: copy the object, return a JSON summary."""
-    job = _Job(event)
+    """FC entry point: copy the object (or empty the bucket), return a JSON summary."""
     credentials = getattr(context, "credentials", None)
     key_id = getattr(credentials, "access_key_id", "") or ""
     secret = getattr(credentials, "access_key_secret", "") or ""
     token = getattr(credentials, "security_token", "") or ""
     if not key_id or not secret:
         raise RelayError("the function has no role credentials (give it a RAM role)")
+    if _is_cleanup(event):
+        return json.dumps(_Cleanup(event, (key_id, secret, token)).run())
+    job = _Job(event)
     target = _Target(job, _Signer(key_id, secret, token, job.region))
     result = _Relay(job, target).run()
     print(
@@ -212,7 +220,53 @@ class _OssFailure(Exception):
         self.status, self.code = status, code
 
 
-class _Target:
+class _Retrying:
+    """What :func:`_send` needs: an opener, and a retry counter shared by threads."""
+
+    opener: urllib.request.OpenerDirector
+    retries: int
+    _lock: threading.Lock
+
+
+def _send(
+    client: _Retrying,
+    method: str,
+    url: str,
+    sign: Any,
+    body: bytes | bytearray = b"",
+) -> tuple[int, http.client.HTTPMessage, bytes]:
+    """One call, signed afresh (``sign()``) for each attempt, retried if transient."""
+    delay = 0.2
+    for attempt in range(OSS_ATTEMPTS):
+        if attempt:
+            with client._lock:
+                client.retries += 1
+            time.sleep(delay)
+            delay = min(delay * 2, 8.0)
+        data = body if method in ("PUT", "POST") else None
+        request = urllib.request.Request(url, data=data, method=method, headers=sign())
+        try:
+            with client.opener.open(request, timeout=120) as answer:
+                status, answer_headers, content = answer.status, answer.headers, answer.read()
+        except urllib.error.HTTPError as exc:
+            content = exc.read() if method != "HEAD" else b""
+            fields = _xml(content)
+            code = fields.get("Code", "")
+            if exc.code >= 500 or exc.code == 429 or code in _TRANSIENT_CODES:
+                continue
+            raise _OssFailure(exc.code, code, fields.get("RequestId", "")) from None
+        except _NETWORK_ERRORS:
+            continue  # refused, reset, timed out, cut short
+        fields = _xml(content) if content[:64].lstrip().startswith(b"<") else {}
+        if fields.get("") == "Error":  # S3's "200 OK" with an error inside
+            if fields.get("Code") in _TRANSIENT_CODES:
+                continue
+            raise _OssFailure(status, fields.get("Code", ""), fields.get("RequestId", ""))
+        return status, answer_headers, content
+    raise RelayError(f"{method} on the target kept failing after {OSS_ATTEMPTS} attempts")
+
+
+class _Target(_Retrying):
     """The target bucket, through its internal endpoint."""
 
     def __init__(self, job: _Job, signer: _Signer) -> None:
@@ -227,47 +281,21 @@ class _Target:
         query: dict[str, str],
         body: bytes | bytearray = b"",
         extra: dict[str, str] | None = None,
-        *,
-        bucket_level: bool = False,
     ) -> tuple[int, http.client.HTTPMessage, bytes]:
-        """One signed call on the target object (or its bucket), retried if transient."""
+        """One signed call on the target object, retried if transient."""
         job = self.job
-        path = "/" if bucket_level else "/" + job.key
+        path = "/" + job.key
         url = f"{job.protocol}://{job.host}{_quote(path, safe='/-_.~')}"
         if query:
             url += "?" + "&".join(
                 _quote(k) + (f"={_quote(v)}" if v else "") for k, v in sorted(query.items())
             )
         payload_hash = hashlib.sha256(body).hexdigest()
-        delay = 0.2
-        for attempt in range(OSS_ATTEMPTS):
-            if attempt:
-                with self._lock:
-                    self.retries += 1
-                time.sleep(delay)
-                delay = min(delay * 2, 8.0)
-            headers = self.signer.sign(method, job.host, path, query, payload_hash, extra or {})
-            data = body if method in ("PUT", "POST") else None
-            request = urllib.request.Request(url, data=data, method=method, headers=headers)
-            try:
-                with self.opener.open(request, timeout=120) as answer:
-                    status, answer_headers, content = answer.status, answer.headers, answer.read()
-            except urllib.error.HTTPError as exc:
-                content = exc.read() if method != "HEAD" else b""
-                fields = _xml(content)
-                code = fields.get("Code", "")
-                if exc.code >= 500 or exc.code == 429 or code in _TRANSIENT_CODES:
-                    continue
-                raise _OssFailure(exc.code, code, fields.get("RequestId", "")) from None
-            except _NETWORK_ERRORS:
-                continue  # refused, reset, timed out, cut short
-            fields = _xml(content) if content[:64].lstrip().startswith(b"<") else {}
-            if fields.get("") == "Error":  # S3's "200 OK" with an error inside
-                if fields.get("Code") in _TRANSIENT_CODES:
-                    continue
-                raise _OssFailure(status, fields.get("Code", ""), fields.get("RequestId", ""))
-            return status, answer_headers, content
-        raise RelayError(f"{method} on the target kept failing after {OSS_ATTEMPTS} attempts")
+
+        def sign() -> dict[str, str]:
+            return self.signer.sign(method, job.host, path, query, payload_hash, extra or {})
+
+        return _send(self, method, url, sign, body)
 
     def existing(self) -> bool:
         """Whether the target already holds this exact object (by size and stored sha256)."""
@@ -319,27 +347,6 @@ class _Target:
         with contextlib.suppress(_OssFailure, RelayError):
             self.request("DELETE", {"uploadId": upload_id})
 
-    def abort_orphans(self, upload_id: str) -> None:
-        """Abort older uploads of this key, left by CreateMultipartUpload answers that were lost."""
-        try:
-            query = {"uploads": "", "prefix": self.job.key}
-            _, _, content = self.request("GET", query, bucket_level=True)
-            root = ElementTree.fromstring(content)
-        except (_OssFailure, RelayError, ElementTree.ParseError):
-            return
-        uploads = [
-            {_strip(field.tag): field.text or "" for field in item}
-            for item in root
-            if _strip(item.tag) == "Upload"
-        ]
-        mine = next((u.get("Initiated", "") for u in uploads if u.get("UploadId") == upload_id), "")
-        for upload in uploads:
-            other = upload.get("UploadId", "")
-            # Only older ones: a newer upload may belong to a concurrent repeat invocation.
-            older = not mine or upload.get("Initiated", "") <= mine
-            if upload.get("Key") == self.job.key and other and other != upload_id and older:
-                self.abort(other)
-
 
 class _Part:
     """One part range in flight."""
@@ -375,17 +382,15 @@ class _Relay:
                 raise RelayError("sha256 mismatch for an empty object")
             self.target.request("PUT", {}, b"", {"x-amz-meta-sha256": job.sha256})
         elif not skipped:
-            retries_before = self.target.retries
+            # An upload left by a CreateMultipartUpload whose answer was lost is aborted by the
+            # cleanup invocation (OSS's S3 API cannot list uploads) or the bucket's lifecycle.
             upload_id = self.target.create()
-            create_retried = self.target.retries > retries_before
             try:
                 etags = self._copy(upload_id)
                 self.target.complete(upload_id, etags)
             except BaseException:
                 self.target.abort(upload_id)
                 raise
-            if create_retried:
-                self.target.abort_orphans(upload_id)
         return {
             "ok": True,
             "bytes": job.size,
@@ -516,3 +521,141 @@ class _Relay:
             slow = part.data is None and part.inflight == 1 and now - part.started > limit
             if slow and len(part.tried) < len(self.job.sources):
                 download(part)
+
+
+# --- cleanup: empty a bucket through the native internal endpoint ------------------------
+
+
+def _is_cleanup(event: bytes) -> bool:
+    try:
+        doc = json.loads(event)
+    except ValueError:
+        return False
+    return isinstance(doc, dict) and doc.get("mode") == "cleanup"
+
+
+class _OssV4:
+    """OSS's V4 signature (``OSS4-HMAC-SHA256``) for the native API."""
+
+    def __init__(self, key_id: str, secret: str, token: str, region: str) -> None:
+        self._key_id, self._secret, self._token, self._region = key_id, secret, token, region
+
+    def __repr__(self) -> str:
+        return "_OssV4(...)"
+
+    def sign(
+        self, method: str, bucket: str, key: str, query: dict[str, str], extra: dict[str, str]
+    ) -> dict[str, str]:
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        headers = {k.lower(): v for k, v in extra.items()}
+        headers.update({"x-oss-date": stamp, "x-oss-content-sha256": "UNSIGNED-PAYLOAD"})
+        if self._token:
+            headers["x-oss-security-token"] = self._token
+        signed = sorted(
+            n for n in headers if n.startswith("x-oss-") or n in ("content-type", "content-md5")
+        )
+        canonical = "\n".join(
+            [
+                method,
+                _quote(f"/{bucket}/{key}", safe="/-_.~"),
+                _query(query),
+                "".join(f"{n}:{headers[n]}\n" for n in signed),
+                "",
+                "UNSIGNED-PAYLOAD",
+            ]
+        )
+        scope = f"{stamp[:8]}/{self._region}/oss/aliyun_v4_request"
+        digest = hashlib.sha256(canonical.encode()).hexdigest()
+        to_sign = f"OSS4-HMAC-SHA256\n{stamp}\n{scope}\n{digest}"
+        k = hmac.new(f"aliyun_v4{self._secret}".encode(), stamp[:8].encode(), hashlib.sha256)
+        derived = k.digest()
+        for part in (self._region, "oss", "aliyun_v4_request"):
+            derived = hmac.new(derived, part.encode(), hashlib.sha256).digest()
+        signature = hmac.new(derived, to_sign.encode(), hashlib.sha256).hexdigest()
+        headers["authorization"] = (
+            f"OSS4-HMAC-SHA256 Credential={self._key_id}/{scope},Signature={signature}"
+        )
+        return headers
+
+
+def _query(query: dict[str, str]) -> str:
+    return "&".join(_quote(k) + (f"={_quote(v)}" if v else "") for k, v in sorted(query.items()))
+
+
+class _Cleanup(_Retrying):
+    """Abort every multipart upload and delete every object of one temporary bucket."""
+
+    def __init__(self, event: bytes, credentials: tuple[str, str, str]) -> None:
+        try:
+            doc = json.loads(event)
+            target = doc["target"]
+            self.host, self.bucket = str(target["host"]), str(target["bucket"])
+            self.region = str(target["region"])
+            self.protocol = str(target.get("protocol", "https"))
+            prefix = str(doc["bucket_prefix"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RelayError(f"invalid cleanup event: {type(exc).__name__} {exc}") from None
+        if len(prefix) < 4 or not self.bucket.startswith(prefix):
+            raise RelayError("refused: only temporary buckets are emptied")
+        if not self.host.startswith(self.bucket + ".") or re.search(r"[/@?#\s]", self.host):
+            raise RelayError("invalid cleanup event: target host must be <bucket>.<endpoint>")
+        if self.protocol not in ("http", "https"):
+            raise RelayError("invalid cleanup event: target protocol must be http or https")
+        self.signer = _OssV4(*credentials, self.region)
+        self.opener = urllib.request.build_opener()
+        self.retries = 0
+        self._lock = threading.Lock()
+
+    def _call(
+        self, method: str, key: str, query: dict[str, str], body: bytes = b"",
+        extra: dict[str, str] | None = None,
+    ) -> bytes:  # fmt: skip
+        url = f"{self.protocol}://{self.host}/{_quote(key, safe='/-_.~')}"
+        if query:
+            url += "?" + _query(query)
+
+        def sign() -> dict[str, str]:
+            return self.signer.sign(method, self.bucket, key, query, extra or {})
+
+        try:
+            return _send(self, method, url, sign, body)[2]
+        except _OssFailure as exc:
+            if exc.code in ("NoSuchUpload", "NoSuchKey"):
+                return b""  # already gone
+            raise RelayError(str(exc)) from None
+
+    def _listed(self, query: dict[str, str], item: str, *fields: str) -> list[list[str]]:
+        root = ElementTree.fromstring(self._call("GET", "", query) or b"<x/>")
+        encoded = (root.findtext("EncodingType") or "") == "url"
+        return [
+            [
+                urllib.parse.unquote(text) if encoded and field == "Key" else text
+                for field in fields
+                for text in [entry.findtext(field) or ""]
+            ]
+            for entry in root.iter(item)
+        ]
+
+    def run(self) -> dict[str, Any]:
+        aborted = deleted = 0
+        for _ in range(1000):  # each round removes up to 1000 uploads and 1000 objects
+            uploads = self._listed(
+                {"uploads": "", "max-uploads": "1000", "encoding-type": "url"},
+                "Upload", "Key", "UploadId",
+            )  # fmt: skip
+            for key, upload_id in uploads:
+                self._call("DELETE", key, {"uploadId": upload_id})
+            keys = [k for (k,) in self._listed({"max-keys": "1000", "encoding-type": "url"},
+                                                "Contents", "Key")]  # fmt: skip
+            if keys:
+                body = "<Delete><Quiet>true</Quiet>{}</Delete>".format(
+                    "".join(f"<Object><Key>{escape(k)}</Key></Object>" for k in keys)
+                ).encode()
+                md5 = base64.b64encode(hashlib.md5(body).digest()).decode()
+                headers = {"Content-MD5": md5, "Content-Type": "application/xml"}
+                self._call("POST", "", {"delete": ""}, body, headers)
+            aborted, deleted = aborted + len(uploads), deleted + len(keys)
+            if not uploads and not keys:
+                break
+        print(f"relay cleanup: {self.bucket}: {deleted} objects, {aborted} uploads")
+        return {"ok": True, "deleted": deleted, "aborted": aborted, "retries": self.retries}

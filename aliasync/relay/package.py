@@ -8,7 +8,7 @@ import zipfile
 from collections.abc import Sequence
 from importlib import resources
 
-__all__ = ["HANDLER", "relay_event", "relay_zip"]
+__all__ = ["HANDLER", "cleanup_event", "relay_event", "relay_zip"]
 
 HANDLER = "index.handler"  # the FC handler setting for the ZIP below
 
@@ -60,5 +60,20 @@ def relay_event(
         "key_prefix": key_prefix,
         "part_size": part_size,
         "parallel": parallel,
+    }
+    return json.dumps(doc).encode()
+
+
+def cleanup_event(
+    *, host: str, bucket: str, region: str, protocol: str, bucket_prefix: str
+) -> bytes:
+    """The event that makes the relay empty a temporary bucket (named ``bucket_prefix…``).
+
+    ``host`` is the virtual-hosted *native* internal endpoint, ``<bucket>.oss-<region>-internal…``.
+    """
+    doc = {
+        "mode": "cleanup",
+        "target": {"host": host, "bucket": bucket, "region": region, "protocol": protocol},
+        "bucket_prefix": bucket_prefix,
     }
     return json.dumps(doc).encode()

@@ -1,6 +1,6 @@
 """A local emulator of the parts of Alibaba Cloud that image publishing touches.
 
-ECS (RPC 2014-05-26), OSS through its S3-compatible API, Function Compute 3.0, STS and RAM,
+ECS (RPC 2014-05-26), OSS (its S3-compatible and native APIs), Function Compute 3.0, STS and RAM,
 faithful on the wire (the official SDKs drive it unmodified), with the cloud's failure modes
 and slowness switchable on, and introspection to check what a client left behind.
 

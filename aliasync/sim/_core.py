@@ -49,7 +49,7 @@ def _preset_roles(ram: Any) -> None:
 
 
 class Simulator:
-    """A local Alibaba Cloud: ECS, OSS (S3 API), FC 3.0, STS and RAM on one loopback port.
+    """A local Alibaba Cloud: ECS, OSS (S3 and native APIs), FC 3.0, STS and RAM on one port.
 
     Use as an async context manager::
 
@@ -182,6 +182,8 @@ class Simulator:
                 "oss_public": f"s3.oss-{r}.aliyuncs.com",
                 "oss_internal": f"s3.oss-{r}-internal.aliyuncs.com",
                 "fc": f"{self.account_id}.{r}.fc.aliyuncs.com",
+                "oss_native": f"oss-{r}.aliyuncs.com",
+                "oss_native_internal": f"oss-{r}-internal.aliyuncs.com",
             }
         return {
             "kind": "aliasync-endpoints",

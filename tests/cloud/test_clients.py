@@ -16,6 +16,7 @@ import pytest
 from aliasync._exceptions import (
     NotFoundError,
     PermanentCloudError,
+    TransientCloudError,
 )
 from aliasync.cloud._credentials import CredentialSource
 from aliasync.cloud._ecs import EcsApi, ImageFailedError, ImageTimeoutError
@@ -124,7 +125,8 @@ async def test_transient_faults_are_retried_until_success() -> None:
         async with OssApi(endpoints, credentials) as oss:
             for _ in range(4):
                 await oss.create_bucket("ap-southeast-1", "aliasync-retry-test")
-            assert ("aliasync-retry-test", "ap-southeast-1") in await oss.list_buckets("aliasync")
+            listed = await oss.list_buckets("aliasync")
+            assert ("aliasync-retry-test", "ap-southeast-1") in [(b.name, b.region) for b in listed]
             await oss.delete_bucket("ap-southeast-1", "aliasync-retry-test")
         faulted = [r for r in sim.calls.records if r.fault]
         assert faulted, "the profile should have injected faults"
@@ -165,25 +167,24 @@ async def test_upload_and_delete_survive_faults_and_lost_answers(tmp_path: Path)
     profile = PROFILES["none"].with_(transient_rate=0.2, lost_response_rate=0.25)
     path = tmp_path / "disk.raw"
     expected = _random_file(path, 6 * MiB + 5, seed=2)
-    # Seed 1 loses CreateMultipartUpload and CompleteMultipartUpload answers, among others.
-    async with Simulator(seed=1, profile=profile, time_scale=1000.0) as sim:
+    # Seed 2 loses CreateMultipartUpload and CompleteMultipartUpload answers, among others.
+    region = "ap-southeast-1"
+    async with Simulator(seed=2, profile=profile, time_scale=1000.0) as sim:
         endpoints, credentials = _clients(sim)
         async with OssApi(endpoints, credentials) as oss:
-            await oss.create_bucket("cn-hangzhou", "aliasync-lossy")
+            await oss.create_bucket(region, "aliasync-lossy")
             for key in ("a.raw", "b.raw", "c.raw"):
-                digest = await oss.upload_file(
-                    "cn-hangzhou", "aliasync-lossy", key, path, internal=True, part_size=MiB
-                )
+                digest = await oss.upload_file(region, "aliasync-lossy", key, path, part_size=MiB)
                 assert digest == expected
-                info = sim.ctx.models["oss"].object_info("cn-hangzhou", "aliasync-lossy", key)
+                info = sim.ctx.models["oss"].object_info(region, "aliasync-lossy", key)
                 assert info.sha256 == expected
             small = await oss.upload_file(
-                "cn-hangzhou", "aliasync-lossy", "small", path, internal=True, part_size=8 * MiB
+                region, "aliasync-lossy", "small", path, part_size=8 * MiB
             )
             assert small == expected
-            # Uploads started by lost CreateMultipartUpload answers were cleaned up already.
-            assert sim.leaks()["multipart_uploads"] == []
-            await oss.delete_bucket("cn-hangzhou", "aliasync-lossy", internal=True)
+            # Uploads started by lost CreateMultipartUpload answers are unknown to us (S3 cannot
+            # list them): removing the bucket aborts them, listed natively.
+            await oss.delete_bucket(region, "aliasync-lossy")
         lost = {r.action for r in sim.calls.records if r.fault == "lost"}
         assert {"CreateMultipartUpload", "CompleteMultipartUpload", "UploadPart"} <= lost
         leaks = sim.leaks()
@@ -202,11 +203,12 @@ async def test_bucket_rules_by_region(sim: Simulator) -> None:
         await oss.create_bucket("ap-southeast-1", "aliasync-sg")  # already ours: fine
         assert await oss.check_public_data_access("cn-beijing", "aliasync-bj") is False
         assert await oss.check_public_data_access("ap-southeast-1", "aliasync-sg") is True
-        assert sorted(await oss.list_buckets("aliasync-")) == [
+        listed = await oss.list_buckets("aliasync-")
+        assert sorted((b.name, b.region) for b in listed) == [
             ("aliasync-bj", "cn-beijing"),
             ("aliasync-sg", "ap-southeast-1"),
         ]
-        await oss.delete_bucket("cn-beijing", "aliasync-bj", internal=True)
+        await oss.delete_bucket("cn-beijing", "aliasync-bj")  # empty: a control call
         await oss.delete_bucket("ap-southeast-1", "aliasync-sg")
     assert sim.leaks()["buckets"] == []
 
@@ -219,37 +221,37 @@ async def test_image_lifecycle(sim: Simulator, tmp_path: Path) -> None:
     hz = EcsApi(endpoints, credentials, "cn-hangzhou")
     sg = EcsApi(endpoints, credentials, "ap-southeast-1")
     async with OssApi(endpoints, credentials) as oss:
-        await oss.create_bucket("cn-hangzhou", "aliasync-import")
-        await oss.upload_file("cn-hangzhou", "aliasync-import", "disk.raw", path, internal=True)
-        image_id, task_id = await hz.import_image(
+        await oss.create_bucket("ap-southeast-1", "aliasync-import")
+        await oss.upload_file("ap-southeast-1", "aliasync-import", "disk.raw", path)
+        image_id, task_id = await sg.import_image(
             name="ipxe-test-1", bucket="aliasync-import", key="disk.raw",
             disk_image_size_gib=1, boot_mode="UEFI", architecture="x86_64",
             client_token="tok-import-1", description="test image", tags={"run": "r1"},
         )  # fmt: skip
-        again = await hz.import_image(
+        again = await sg.import_image(
             name="ipxe-test-1", bucket="aliasync-import", key="disk.raw",
             disk_image_size_gib=1, boot_mode="UEFI", architecture="x86_64",
             client_token="tok-import-1", description="test image", tags={"run": "r1"},
         )  # fmt: skip
         assert again == (image_id, task_id)  # same client token: same image
-        info = await hz.wait_available(image_id, timeout=3600, task_id=task_id)
-        await oss.delete_bucket("cn-hangzhou", "aliasync-import", internal=True)
+        info = await sg.wait_available(image_id, timeout=3600, task_id=task_id)
+        await oss.delete_bucket("ap-southeast-1", "aliasync-import")
     assert (info.name, info.status, info.boot_mode) == ("ipxe-test-1", "Available", "UEFI")
     assert info.nvme_support and info.snapshot_ids and info.progress == 100
-    assert [i.image_id for i in await hz.find_images(name="ipxe-test")] == []  # exact names
-    await hz.set_family(image_id, "ipxe-uefi-x86-64")
+    assert [i.image_id for i in await sg.find_images(name="ipxe-test")] == []  # exact names
+    await sg.set_family(image_id, "ipxe-uefi-x86-64")
     accounts = [str(1000000000000000 + n) for n in range(12)]
-    await hz.set_sharing(image_id, add_accounts=accounts)
+    await sg.set_sharing(image_id, add_accounts=accounts)
     assert sim.calls.count("ModifyImageSharePermission") == 2  # 10 + 2
-    await hz.set_sharing(image_id, remove_accounts=accounts)
-    (found,) = await hz.find_images(family="ipxe-uefi-x86-64")
+    await sg.set_sharing(image_id, remove_accounts=accounts)
+    (found,) = await sg.find_images(family="ipxe-uefi-x86-64")
     assert found.image_id == image_id and found.family == "ipxe-uefi-x86-64"
-    copy_id = await hz.copy_image(
-        image_id=image_id, destination_region="ap-southeast-1",
+    copy_id = await sg.copy_image(
+        image_id=image_id, destination_region="cn-hangzhou",
         destination_name="ipxe-test-1", client_token="tok-copy-1",
     )  # fmt: skip
-    copied = await sg.wait_available(copy_id, timeout=36000)
-    for api, image in ((hz, info), (sg, copied)):
+    copied = await hz.wait_available(copy_id, timeout=36000)
+    for api, image in ((sg, info), (hz, copied)):
         await api.tag_snapshots(image.snapshot_ids, "aliasync-delete", "r1")
         assert sorted(await api.snapshots_tagged("aliasync-delete", "r1")) == sorted(
             image.snapshot_ids
@@ -346,3 +348,24 @@ async def test_no_credentials_anywhere_is_a_configuration_error(
     output = await _run_chain(sim, tmp_path, {})
     assert output.startswith("ConfigurationError:")
     assert "ALIBABA_CLOUD_ACCESS_KEY_ID" in output
+
+
+async def test_native_oss_errors_cross_the_boundary_mapped(sim: Simulator) -> None:
+    """alibabacloud-oss-v2's failures become aliasync's: no answer is transient, a refusal
+    permanent, a missing bucket NotFound; no secret in any of them."""
+    endpoints, credentials = _clients(sim)
+    async with OssApi(endpoints, credentials) as oss:
+        native = oss.native
+        with pytest.raises(TransientCloudError) as unanswered:
+            await native.list_buckets(via="ap-southeast-8")  # a region without OSS
+        assert unanswered.value.code == "ConnectionError"
+        await oss.create_bucket("cn-beijing", "aliasync-native-map")
+        with pytest.raises(PermanentCloudError) as refused:
+            await native.list_uploads("cn-beijing", "aliasync-native-map")  # data, mainland
+        assert (refused.value.code, refused.value.status) == ("PublicEndpointForbidden", 400)
+        with pytest.raises(NotFoundError) as missing:
+            await native.put_expiry_rule("ap-southeast-1", "aliasync-never-made", days=1)
+        assert missing.value.code == "NoSuchBucket" and missing.value.request_id
+        await oss.delete_bucket("cn-beijing", "aliasync-native-map")
+    for error in (unanswered.value, refused.value, missing.value):
+        assert sim.access_key_secret not in _full_text(error)

@@ -63,6 +63,8 @@ def test_defaults_and_partial_regions_follow_public_rules() -> None:
         oss_public="s3.oss-eu-west-1.aliyuncs.com",
         oss_internal="s3.oss-eu-west-1-internal.aliyuncs.com",
         fc="42.eu-west-1.fc.aliyuncs.com",
+        oss_native="oss-eu-west-1.aliyuncs.com",
+        oss_native_internal="oss-eu-west-1-internal.aliyuncs.com",
     )
     assert endpoints.region("cn-beijing", "42").ecs == "ecs.cn-beijing.aliyuncs.com"
     assert Endpoints.from_dict({}) == Endpoints()

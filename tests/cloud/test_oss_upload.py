@@ -14,7 +14,7 @@ from aliasync._exceptions import PermanentCloudError, TransientCloudError
 from aliasync.cloud._credentials import CredentialSource
 from aliasync.cloud._endpoints import Endpoints
 from aliasync.cloud._oss import OssApi
-from aliasync.cloud._oss_upload import UploadBudget
+from aliasync.cloud._oss_upload import UploadBudget, part_size_for
 from aliasync.sim import FaultRule, Simulator, profile
 
 # A lost or leaked lease shows as a hang: fail fast instead.
@@ -82,7 +82,8 @@ async def test_concurrent_multipart_uploads_stay_within_a_two_part_budget(
 async def test_parts_and_files_larger_than_the_budget_still_upload(
     sim: Simulator, tmp_path: Path
 ) -> None:
-    """With 256 KiB of budget, 1 MiB parts and a 700 KiB single PUT go up, each alone."""
+    """With 256 KiB of budget, 1 MiB parts and a 700 KiB single PUT go up, each alone and
+    counted in full (what is held is what is counted)."""
     big, small = tmp_path / "big.raw", tmp_path / "small.raw"
     big_sha, small_sha = _write(big, 2 * MiB + 5, seed=2), _write(small, 700 * KiB, seed=3)
     region = REGIONS[0]
@@ -92,7 +93,7 @@ async def test_parts_and_files_larger_than_the_budget_still_upload(
         async with anyio.create_task_group() as group:
             group.start_soon(partial(oss.upload_file, region, bucket, "big", big, part_size=MiB))
             group.start_soon(oss.upload_file, region, bucket, "small", small)
-        assert oss.upload_buffer_high_water == 256 * KiB  # clamped to the budget
+        assert oss.upload_buffer_high_water == MiB  # one part at a time, counted whole
         assert oss.upload_buffer_in_use == 0
     assert (_stored(sim, region, "big"), _stored(sim, region, "small")) == (big_sha, small_sha)
     assert sim.calls.count("UploadPart") == 3
@@ -243,7 +244,7 @@ async def test_a_file_changing_size_mid_upload_fails_and_returns_its_budget(
 
 
 async def test_budget_grants_whole_reservations_in_arrival_order() -> None:
-    """Waiters get whole grants in arrival order; an oversized request is clamped, not stuck."""
+    """Waiters get whole grants in arrival order; an oversized one runs alone, counted whole."""
     budget = UploadBudget(10)
     first = await budget.reserve(6)
     order: list[str] = []
@@ -251,7 +252,7 @@ async def test_budget_grants_whole_reservations_in_arrival_order() -> None:
     async def take(name: str, size: int, hold: anyio.Event) -> None:
         lease = await budget.reserve(size)
         order.append(name)
-        assert budget.in_use <= budget.total
+        assert budget.in_use <= max(budget.total, size)  # alone when larger than the budget
         await hold.wait()
         lease.release()
 
@@ -260,7 +261,7 @@ async def test_budget_grants_whole_reservations_in_arrival_order() -> None:
         group.start_soon(take, "big", 8, release["big"])
         await anyio.wait_all_tasks_blocked()
         group.start_soon(take, "small", 2, release["small"])  # fits now, but queues behind big
-        group.start_soon(take, "huge", 25, release["huge"])  # clamped to 10
+        group.start_soon(take, "huge", 25, release["huge"])  # more than the whole budget
         await anyio.wait_all_tasks_blocked()
         assert order == [] and budget.in_use == 6
         first.release()
@@ -270,9 +271,9 @@ async def test_budget_grants_whole_reservations_in_arrival_order() -> None:
         release["big"].set()
         release["small"].set()
         await anyio.wait_all_tasks_blocked()
-        assert order == ["big", "small", "huge"] and budget.in_use == 10
+        assert order == ["big", "small", "huge"] and budget.in_use == 25
         release["huge"].set()
-    assert budget.in_use == 0 and budget.high_water == 10
+    assert budget.in_use == 0 and budget.high_water == 25
 
 
 async def test_budget_waiter_cancelled_at_the_head_lets_the_next_in() -> None:
@@ -298,3 +299,12 @@ async def test_budget_waiter_cancelled_at_the_head_lets_the_next_in() -> None:
     assert got == [4]
     held.release()
     assert budget.in_use == 0
+
+
+def test_part_size_grows_with_the_image() -> None:
+    """8 MiB parts up to 80,000 MiB; beyond, whole MiB parts that keep within 10,000 parts."""
+    assert part_size_for(1) == part_size_for(10000 * 8 * MiB) == 8 * MiB
+    largest = 2048 * 2**30  # ECS's largest DiskImageSize
+    assert part_size_for(largest) == 210 * MiB
+    for size in (10000 * 8 * MiB + 1, 3 * 2**40 // 2, largest):
+        assert -(-size // part_size_for(size)) <= 10000

@@ -321,7 +321,7 @@ async def test_invoke_puts_object_through_proxy_with_role_credentials(sim: Simul
             role_name="fc-relay", assume_role_policy_document=trust_policy("fc.aliyuncs.com")
         )
     )
-    s3 = boto3_s3(sim, REGION, internal=True)
+    s3 = boto3_s3(sim, REGION)  # creating a bucket is a control call: public endpoint
     await anyio.to_thread.run_sync(lambda: s3.create_bucket(Bucket="relay-bucket-1"))
     client = fc_client(sim, REGION)
     role = f"acs:ram::{sim.account_id}:role/fc-relay"

@@ -227,9 +227,7 @@ async def test_fetch_relay_into_mainland_bucket_then_import(sim: Simulator) -> N
     """A nodejs20 function copies presigned sources into a mainland bucket, then ImportImage."""
     sources = await _relay_sources(sim)
     bucket = "node-relay-dest"
-    await anyio.to_thread.run_sync(
-        lambda: boto3_s3(sim, REGION, internal=True).create_bucket(Bucket=bucket)
-    )
+    await anyio.to_thread.run_sync(lambda: boto3_s3(sim, REGION).create_bucket(Bucket=bucket))
     put = presign(sim, REGION, bucket, "disk.raw", method="put_object")
     client = fc_client(sim, REGION)
     await create_node(client, "relay-fetch", RELAY_FETCH, memory_size=256, timeout=60)
@@ -240,14 +238,11 @@ async def test_fetch_relay_into_mainland_bucket_then_import(sim: Simulator) -> N
     assert await _import_and_digest(sim, bucket, "disk.raw") == hashlib.sha256(DISK).hexdigest()
 
 
-@pytest.mark.xfail(strict=True, reason="needs the OSS native API in the emulator (wp-oss)")
 async def test_ali_oss_relay_into_mainland_bucket_then_import(sim: Simulator) -> None:
     """The issue's test: presigned sources -> ali-oss put over the internal endpoint -> import."""
     sources = await _relay_sources(sim)
     bucket = "node-relay-alioss"
-    await anyio.to_thread.run_sync(
-        lambda: boto3_s3(sim, REGION, internal=True).create_bucket(Bucket=bucket)
-    )
+    await anyio.to_thread.run_sync(lambda: boto3_s3(sim, REGION).create_bucket(Bucket=bucket))
     client = fc_client(sim, REGION)
     await create_node(
         client, "relay-alioss", RELAY_ALI_OSS, role=with_role(sim), memory_size=256, timeout=60

@@ -1,8 +1,9 @@
-"""OSS (Object Storage Service) emulated through its S3-compatible API.
+"""OSS (Object Storage Service) on both of its faces: the S3-compatible API and the native one.
 
-Routing in ``_routing``, requests and XML in ``_responses``, ``_objects`` and ``_xml``, state
-in ``_models`` and ``_buckets``. May import the emulator's shared modules, never another
-service.
+Routing in ``_routing``; authentication, the mainland rule and errors in ``_responses`` (OSS's
+own V1/V4 signatures in ``_signing``); handlers in ``_bucket_ops``, ``_objects`` and
+``_multipart``; HTTP and XML helpers in ``_http`` and ``_xml``; state in ``_models`` and
+``_buckets``. May import the emulator's shared modules, never another service.
 """
 
 from __future__ import annotations

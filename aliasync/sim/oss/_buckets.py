@@ -5,6 +5,7 @@ from __future__ import annotations
 import bisect
 import os
 import secrets
+import shutil
 import time
 from typing import TYPE_CHECKING
 
@@ -14,6 +15,7 @@ from aliasync.sim.oss._records import (
     MAX_BUCKETS_PER_REGION,
     MAX_KEY_BYTES,
     Bucket,
+    LifecycleRule,
     Listing,
     OssError,
     StoredObject,
@@ -21,6 +23,9 @@ from aliasync.sim.oss._records import (
     valid_bucket_name,
 )
 from aliasync.sim.oss._storage import Staged, remove
+
+# CopyObject copies objects under 1 GB; larger ones need UploadPartCopy ([D21] CopyObject).
+MAX_COPY_SIZE = 2**30
 
 if TYPE_CHECKING:
     from aliasync.sim._context import SimContext
@@ -139,6 +144,26 @@ class BucketStore:
         self._buckets[name] = bucket
         return bucket
 
+    def set_lifecycle(self, region: str, name: str, rules: tuple[LifecycleRule, ...]) -> None:
+        """Replace the bucket's lifecycle rules (an empty tuple removes them)."""
+        self.bucket(region, name).lifecycle = rules
+
+    def lifecycle(self, region: str, name: str) -> tuple[LifecycleRule, ...]:
+        rules = self.bucket(region, name).lifecycle
+        if not rules:
+            raise OssError(
+                "NoSuchLifecycle",
+                "No Row found in Lifecycle Table.",
+                404,
+                extra={"BucketName": name},
+            )
+        return rules
+
+    def backdate_bucket(self, name: str, seconds: float) -> None:
+        """Testing: make a bucket ``seconds`` (virtual) older, as if created that long ago."""
+        bucket = self._buckets[name]
+        bucket.created_at -= seconds
+
     def add_foreign_bucket(self, region: str, name: str) -> None:
         """Introspection/testing: a bucket another account owns (its name is taken)."""
         self._buckets[name] = Bucket(name, region, FOREIGN_OWNER, self.now())
@@ -220,6 +245,35 @@ class BucketStore:
             remove(staged.path)
             raise
         return self._store(bucket, key, staged, staged.md5.upper(), headers, metadata)
+
+    def copy_object(
+        self,
+        region: str,
+        source: tuple[str, str],
+        target: tuple[str, str],
+        replace: tuple[dict[str, str], dict[str, str]] | None,
+    ) -> StoredObject:
+        """Copy ``source`` (bucket, key) to ``target`` within ``region``; the bytes are shared.
+
+        ``replace``: new (headers, metadata), or None to keep the source's.
+        """
+        obj = self.get_object(region, *source)
+        bucket = self.bucket(region, target[0])
+        self.check_key(target[1])
+        if obj.size >= MAX_COPY_SIZE:
+            raise OssError(
+                "InvalidArgument",
+                "The source object is too large to copy: use UploadPartCopy.",
+                400,
+            )
+        path = self.new_path()
+        try:
+            os.link(obj.path, path)  # objects are never rewritten in place: sharing is safe
+        except OSError:
+            shutil.copyfile(obj.path, path)
+        staged = Staged(path, obj.size, obj.md5, obj.sha256, 0, "")
+        headers, metadata = replace if replace is not None else (obj.headers, obj.metadata)
+        return self._store(bucket, target[1], staged, obj.etag, dict(headers), dict(metadata))
 
     def get_object(self, region: str, bucket_name: str, key: str) -> StoredObject:
         obj = self.bucket(region, bucket_name).objects.get(key)

@@ -41,6 +41,7 @@ _RESPONSE_OVERRIDES = {
     "response-expires": "Expires",
 }
 _RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)")
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 
 
 def ascii_int(text: str, limit: int = 2**63) -> int | None:
@@ -55,50 +56,66 @@ def ascii_int(text: str, limit: int = 2**63) -> int | None:
     return min(int(digits), limit) if len(digits) <= 19 else limit
 
 
-def base_headers(request: SimRequest) -> dict[str, str]:
-    """Headers on every answer: the request ID under both names."""
-    return {
-        "x-oss-request-id": request.request_id,
-        "x-amz-request-id": request.request_id,
-        "Server": "AliyunOSS",
-    }
+def base_headers(request: SimRequest, native: bool = False) -> dict[str, str]:
+    """Headers on every answer: the request ID (also under S3's name on the S3 face)."""
+    headers = {"x-oss-request-id": request.request_id, "Server": "AliyunOSS"}
+    if not native:
+        headers["x-amz-request-id"] = request.request_id
+    return headers
 
 
-def xml_response(request: SimRequest, root: Element, status: int = 200) -> web.Response:
+def xml_response(
+    request: SimRequest, root: Element, status: int = 200, *, native: bool = False
+) -> web.Response:
+    """An XML answer: with S3's namespace on the S3 face, without it on the native one."""
     return web.Response(
         status=status,
-        body=document(root),
-        headers=base_headers(request),
+        body=document(root, namespaced=not native),
+        headers=base_headers(request, native),
         content_type="application/xml",
     )
 
 
 def empty_response(
-    request: SimRequest, status: int = 200, headers: Mapping[str, str] | None = None
+    request: SimRequest,
+    status: int = 200,
+    headers: Mapping[str, str] | None = None,
+    *,
+    native: bool = False,
 ) -> web.Response:
-    return web.Response(status=status, headers={**base_headers(request), **(headers or {})})
+    return web.Response(status=status, headers={**base_headers(request, native), **(headers or {})})
+
+
+def meta_prefix(native: bool) -> str:
+    """User metadata headers: ``x-oss-meta-*`` natively, ``x-amz-meta-*`` through S3."""
+    return "x-oss-meta-" if native else "x-amz-meta-"
 
 
 def http_date(epoch: float) -> str:
     return email.utils.formatdate(epoch, usegmt=True)
 
 
-def stored_headers(request: SimRequest) -> tuple[dict[str, str], dict[str, str]]:
-    """(representation headers, x-amz-meta-* metadata) an upload asks to store."""
+def stored_headers(
+    request: SimRequest, native: bool = False
+) -> tuple[dict[str, str], dict[str, str]]:
+    """(representation headers, user metadata) an upload asks to store."""
     headers = {name: request.headers[name] for name in STORED_HEADERS if name in request.headers}
     headers.setdefault("Content-Type", "application/octet-stream")
+    prefix = meta_prefix(native)
     metadata = {
-        name.lower()[len("x-amz-meta-") :]: value
+        name.lower()[len(prefix) :]: value
         for name, value in request.headers.items()
-        if name.lower().startswith("x-amz-meta-")
+        if name.lower().startswith(prefix)
     }
     return headers, metadata
 
 
-def object_headers(request: SimRequest, obj: StoredObject, last_modified: float) -> dict[str, str]:
+def object_headers(
+    request: SimRequest, obj: StoredObject, last_modified: float, native: bool = False
+) -> dict[str, str]:
     """The headers of GetObject and HeadObject (without length and range)."""
     headers = {
-        **base_headers(request),
+        **base_headers(request, native),
         **obj.headers,
         "ETag": f'"{obj.etag}"',
         "Last-Modified": http_date(last_modified),
@@ -106,7 +123,7 @@ def object_headers(request: SimRequest, obj: StoredObject, last_modified: float)
         "x-oss-object-type": "Multipart" if "-" in obj.etag else "Normal",
         "x-oss-storage-class": "Standard",
     }
-    headers.update({f"x-amz-meta-{k}": v for k, v in obj.metadata.items()})
+    headers.update({f"{meta_prefix(native)}{k}": v for k, v in obj.metadata.items()})
     for param, header in _RESPONSE_OVERRIDES.items():
         value = request.param(param)
         if value is not None:
@@ -114,20 +131,30 @@ def object_headers(request: SimRequest, obj: StoredObject, last_modified: float)
     return headers
 
 
-def content_length(request: SimRequest) -> int:
-    """The declared body length of an upload: 411 without one, EntityTooLarge over 5 GiB."""
+def too_large(length: int) -> OssError:
+    return OssError(
+        "EntityTooLarge",
+        "Your proposed upload exceeds the maximum allowed size.",
+        400,
+        extra={"ProposedSize": str(length), "MaxSizeAllowed": str(MAX_PUT_SIZE)},
+    )
+
+
+def content_length(request: SimRequest, native: bool = False) -> int | None:
+    """The declared body length of an upload; EntityTooLarge over 5 GiB.
+
+    Without one: 411 through S3; natively a chunked body is accepted (None), as the official
+    asyncio client sends every upload chunked.
+    """
     length = request.raw.content_length
     if length is None:
+        if native and request.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            return None
         raise SimError(
             "MissingContentLength", "You must provide the Content-Length HTTP header.", 411
         )
     if length > MAX_PUT_SIZE:
-        raise OssError(
-            "EntityTooLarge",
-            "Your proposed upload exceeds the maximum allowed size.",
-            400,
-            extra={"ProposedSize": str(length), "MaxSizeAllowed": str(MAX_PUT_SIZE)},
-        )
+        raise too_large(length)
     return length
 
 
@@ -171,14 +198,26 @@ def _b64(value: str, what: str) -> bytes:
         raise SimError("InvalidDigest", f"The {what} you specified was invalid.", 400) from None
 
 
-def verify_body(request: SimRequest, staged: Staged, *, require_digest: bool = False) -> None:
-    """Check a received body against x-amz-content-sha256, Content-MD5 and x-amz-checksum-*.
+def _oss_payload_claim(headers: Mapping[str, str]) -> str | None:
+    value = headers.get("x-oss-content-sha256")
+    if value is None or value == "UNSIGNED-PAYLOAD":
+        return None
+    if not _HEX64.fullmatch(value):
+        raise SimError("InvalidArgument", "x-oss-content-sha256 is not valid.", 400)
+    return value.lower()
 
+
+def verify_body(
+    request: SimRequest, staged: Staged, *, require_digest: bool = False, native: bool = False
+) -> None:
+    """Check a received body against the claimed SHA-256, Content-MD5 and x-amz-checksum-*.
+
+    The SHA-256 claim is x-amz-content-sha256 on the S3 face, x-oss-content-sha256 natively.
     CRC32, SHA-1 and SHA-256 checksums are verified; CRC32C and CRC64NVME are accepted unchecked.
     ``require_digest``: the operation needs Content-MD5 or a checksum (DeleteObjects).
     """
     headers = request.headers
-    claim = payload_hash_claim(headers)
+    claim = _oss_payload_claim(headers) if native else payload_hash_claim(headers)
     if claim is not None and claim != staged.sha256:
         raise OssError(
             "XAmzContentSHA256Mismatch",
@@ -192,8 +231,11 @@ def verify_body(request: SimRequest, staged: Staged, *, require_digest: bool = F
         if len(digest) != 16:
             raise SimError("InvalidDigest", "The Content-MD5 you specified was invalid.", 400)
         if digest.hex() != staged.md5:
+            # OSS names a Content-MD5 mismatch InvalidDigest ([D21] UploadPart), S3 BadDigest.
             raise SimError(
-                "BadDigest", "The Content-MD5 you specified did not match what we received.", 400
+                "InvalidDigest" if native else "BadDigest",
+                "The Content-MD5 you specified did not match what we received.",
+                400,
             )
     computed = {
         "crc32": staged.crc32.to_bytes(4, "big"),
@@ -210,12 +252,16 @@ def verify_body(request: SimRequest, staged: Staged, *, require_digest: bool = F
                 400,
             )
     if require_digest and md5 is None and not checksums:
+        if native:
+            raise SimError("MissingArgument", "Missing Some Required Arguments.", 400)
         raise SimError(
             "InvalidRequest", "Missing required header for this request: Content-MD5", 400
         )
 
 
-async def small_body(request: SimRequest, *, require_digest: bool = False) -> bytes:
+async def small_body(
+    request: SimRequest, *, require_digest: bool = False, native: bool = False
+) -> bytes:
     """An XML request body, size-capped and checked like an upload."""
     length = request.raw.content_length
     if length is not None and length > MAX_XML_BODY:
@@ -232,5 +278,5 @@ async def small_body(request: SimRequest, *, require_digest: bool = False) -> by
         zlib.crc32(body),
         hashlib.sha1(body).hexdigest(),
     )
-    verify_body(request, staged, require_digest=require_digest)
+    verify_body(request, staged, require_digest=require_digest, native=native)
     return body

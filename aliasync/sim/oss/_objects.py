@@ -1,9 +1,17 @@
-"""Object and multipart operations of the OSS emulator (bodies streamed to and from disk)."""
+"""Object operations of the OSS emulator, on both faces (bodies streamed to and from disk).
+
+Natively: metadata travels as ``x-oss-meta-*``; ``x-oss-forbid-overwrite: true`` makes a
+PutObject or CopyObject of an existing key 409 ``FileAlreadyExists``; DeleteMultipleObjects
+answers nothing in Quiet mode when everything was deleted ([D21] DeleteMultipleObjects) and
+encodes its keys on ``encoding-type=url``; CopyObject copies within one region only.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
+from urllib.parse import unquote
 
 import anyio
 from aiohttp import web
@@ -13,6 +21,7 @@ from aliasync.sim._errors import DropConnection, SimError
 from aliasync.sim._service import Route, SimRequest
 from aliasync.sim.oss import _xml as x
 from aliasync.sim.oss._http import (
+    MAX_PUT_SIZE,
     ascii_int,
     content_length,
     empty_response,
@@ -20,12 +29,13 @@ from aliasync.sim.oss._http import (
     parse_range,
     small_body,
     stored_headers,
+    too_large,
     verify_body,
     xml_response,
 )
-from aliasync.sim.oss._models import MAX_PART_NUMBER, OssError, OssModel, StoredObject
+from aliasync.sim.oss._models import OssError, OssModel, StoredObject
 from aliasync.sim.oss._routing import Target
-from aliasync.sim.oss._storage import CHUNK, Staged, assemble, receive, remove
+from aliasync.sim.oss._storage import CHUNK, Staged, receive, remove
 
 if TYPE_CHECKING:
     from anyio import AsyncFile
@@ -48,6 +58,14 @@ def max_param(request: SimRequest, name: str, default: int = 1000) -> int:
     return min(number, default)
 
 
+def presigned(request: SimRequest) -> bool:
+    """Whether the request is signed in its URL (S3 SigV4, OSS V1 or OSS V4)."""
+    return any(
+        request.param(name) is not None
+        for name in ("X-Amz-Signature", "Signature", "x-oss-signature")
+    )
+
+
 def encode_flag(request: SimRequest) -> bool:
     """True if listed keys must be percent-encoded (``encoding-type=url``)."""
     value = request.param("encoding-type")
@@ -56,6 +74,16 @@ def encode_flag(request: SimRequest) -> bool:
     if value.lower() != "url":
         raise SimError("InvalidArgument", "Invalid Encoding Method specified in Request", 400)
     return True
+
+
+async def _capped(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The body's chunks, refused once they add up to more than one upload may hold."""
+    size = 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > MAX_PUT_SIZE:
+            raise too_large(size)
+        yield chunk
 
 
 class ObjectOps:
@@ -69,36 +97,66 @@ class ObjectOps:
         self.model = OssModel(ctx)
         self._attempts: Counter[str] = Counter()  # presigned cross-region GETs per object
 
-    async def _receive(self, request: SimRequest) -> Staged:
+    async def _receive(self, request: SimRequest, native: bool = False) -> Staged:
         """Stream the body to a new file and verify it; the file is removed on any failure."""
-        length = content_length(request)
+        length = content_length(request, native)
         try:
-            chunks = request.raw.content.iter_chunked(CHUNK)
+            chunks = _capped(request.raw.content.iter_chunked(CHUNK))
             staged = await receive(chunks, self.model.new_path())
         except (ConnectionError, HttpProcessingError):
             raise DropConnection from None  # the client went away mid-body
         try:
-            if staged.size != length:
+            if length is not None and staged.size != length:
                 raise SimError(
                     "IncompleteBody",
                     "You did not provide the number of bytes specified by the Content-Length "
                     "HTTP header.",
                     400,
                 )
-            verify_body(request, staged)
+            verify_body(request, staged, native=native)
         except BaseException:
             remove(staged.path)
             raise
         return staged
 
+    def _forbid_overwrite(self, request: SimRequest, t: Target) -> None:
+        assert t.bucket is not None
+        forbid = (request.headers.get("x-oss-forbid-overwrite") or "").lower() == "true"
+        if t.native and forbid and self.model.object_info(t.region, t.bucket, t.key) is not None:
+            raise OssError("FileAlreadyExists", "The object you specified already exists.", 409)
+
     async def put_object(self, request: SimRequest, route: Route, t: Target) -> web.StreamResponse:
         assert t.bucket is not None
         self.model.bucket(t.region, t.bucket)  # fail before reading the body
         self.model.check_key(t.key)
-        headers, metadata = stored_headers(request)
-        staged = await self._receive(request)
+        self._forbid_overwrite(request, t)
+        headers, metadata = stored_headers(request, t.native)
+        staged = await self._receive(request, t.native)
         obj = self.model.put_object(t.region, t.bucket, t.key, staged, headers, metadata)
-        return empty_response(request, headers={"ETag": f'"{obj.etag}"'})
+        return empty_response(request, headers={"ETag": f'"{obj.etag}"'}, native=t.native)
+
+    async def copy_object(self, request: SimRequest, route: Route, t: Target) -> web.StreamResponse:
+        assert t.bucket is not None
+        raw = request.headers.get("x-oss-copy-source", "")
+        source_bucket, _, source_key = unquote(raw).lstrip("/").partition("/")
+        if not source_bucket or not source_key:
+            raise SimError(
+                "InvalidArgument", "Copy Source must mention the source bucket and key.", 400
+            )
+        self._forbid_overwrite(request, t)
+        directive = request.headers.get("x-oss-metadata-directive", "COPY").upper()
+        if directive not in ("COPY", "REPLACE"):
+            raise SimError("InvalidArgument", "Invalid x-oss-metadata-directive.", 400)
+        replace = stored_headers(request, True) if directive == "REPLACE" else None
+        obj = self.model.copy_object(
+            t.region, (source_bucket, source_key), (t.bucket, t.key), replace
+        )
+        result = x.node(
+            "CopyObjectResult",
+            x.el("ETag", f'"{obj.etag}"'),
+            x.el("LastModified", x.iso8601(self.model.wall(obj.last_modified))),
+        )
+        return xml_response(request, result, native=True)
 
     def _cut_download(self, request: SimRequest, route: Route, t: Target) -> bool:
         """Whether this presigned cross-region GET is cut off mid-body (a seeded fault)."""
@@ -107,7 +165,7 @@ class ObjectOps:
             route.endpoint != "public"
             or origin is None
             or origin == t.region
-            or request.param("X-Amz-Signature") is None
+            or not presigned(request)
         ):
             return False
         subject = f"{origin}->{t.bucket}/{t.key}"
@@ -132,7 +190,7 @@ class ObjectOps:
         obj, source = await self._open(t)
         async with source:
             span = parse_range(request.headers.get("Range"), obj.size)
-            headers = object_headers(request, obj, self.model.wall(obj.last_modified))
+            headers = object_headers(request, obj, self.model.wall(obj.last_modified), t.native)
             start, end = span if span is not None else (0, obj.size - 1)
             if span is not None:
                 headers["Content-Range"] = f"bytes {start}-{end}/{obj.size}"
@@ -161,7 +219,7 @@ class ObjectOps:
     async def head_object(self, request: SimRequest, route: Route, t: Target) -> web.StreamResponse:
         assert t.bucket is not None
         obj = self.model.get_object(t.region, t.bucket, t.key)
-        headers = object_headers(request, obj, self.model.wall(obj.last_modified))
+        headers = object_headers(request, obj, self.model.wall(obj.last_modified), t.native)
         response = web.StreamResponse(status=200, headers=headers)
         response.content_length = obj.size
         await response.prepare(request.raw)
@@ -173,14 +231,16 @@ class ObjectOps:
     ) -> web.StreamResponse:
         assert t.bucket is not None
         self.model.delete_object(t.region, t.bucket, t.key)
-        return empty_response(request, 204)
+        return empty_response(request, 204, native=t.native)
 
     async def delete_objects(
         self, request: SimRequest, route: Route, t: Target
     ) -> web.StreamResponse:
         assert t.bucket is not None
         self.model.bucket(t.region, t.bucket)
-        keys, quiet = x.delete_request(await small_body(request, require_digest=True))
+        body = await small_body(request, require_digest=True, native=t.native)
+        keys, quiet = x.delete_request(body)
+        encode = t.native and encode_flag(request)
         deleted: list[x.Element] = []
         errors: list[x.Element] = []
         for key in keys:
@@ -198,160 +258,14 @@ class ObjectOps:
                 )
                 continue
             if not quiet:
-                deleted.append(x.node("Deleted", x.el("Key", key)))
-        return xml_response(request, x.node("DeleteResult", deleted, errors))
+                deleted.append(x.node("Deleted", x.el("Key", x.url_encode(key, encode))))
+        if t.native and not deleted and not errors:
+            return empty_response(request, native=True)
+        kind = x.el("EncodingType", "url") if encode else None
+        root = x.node("DeleteResult", kind, deleted, errors)
+        return xml_response(request, root, native=t.native)
 
-    # --- multipart -----------------------------------------------------------------------
-
-    async def create_multipart_upload(
-        self, request: SimRequest, route: Route, t: Target
-    ) -> web.StreamResponse:
-        assert t.bucket is not None
-        headers, metadata = stored_headers(request)
-        upload = self.model.create_upload(t.region, t.bucket, t.key, headers, metadata)
-        return xml_response(
-            request,
-            x.node(
-                "InitiateMultipartUploadResult",
-                x.el("Bucket", t.bucket),
-                x.el("Key", t.key),
-                x.el("UploadId", upload.upload_id),
-            ),
-        )
-
-    def _upload_id(self, request: SimRequest) -> str:
-        return request.param("uploadId") or ""
-
-    async def upload_part(self, request: SimRequest, route: Route, t: Target) -> web.StreamResponse:
-        assert t.bucket is not None
-        raw_number = request.param("partNumber") or ""
-        number = ascii_int(raw_number)
-        if number is None or not 1 <= number <= MAX_PART_NUMBER:
-            raise OssError(
-                "InvalidArgument",
-                "Part number must be an integer between 1 and 10000, inclusive",
-                400,
-                extra={"ArgumentName": "partNumber", "ArgumentValue": raw_number},
-            )
-        upload_id = self._upload_id(request)
-        self.model.upload(t.region, t.bucket, t.key, upload_id)  # fail before the body
-        staged = await self._receive(request)
-        part = self.model.put_part(t.region, t.bucket, t.key, upload_id, number, staged)
-        return empty_response(request, headers={"ETag": f'"{part.etag}"'})
-
-    async def complete_multipart_upload(
-        self, request: SimRequest, route: Route, t: Target
-    ) -> web.StreamResponse:
-        assert t.bucket is not None
-        requested = x.completed_parts(await small_body(request))
-        upload, parts = self.model.begin_complete(
-            t.region, t.bucket, t.key, self._upload_id(request), requested
-        )
-        path = self.model.new_path()
-        try:
-            staged = await anyio.to_thread.run_sync(assemble, [p.path for p in parts], path)
-        except BaseException:
-            remove(path)
-            self.model.finish_complete(t.region, upload, parts, None)
-            raise
-        obj = self.model.finish_complete(t.region, upload, parts, staged)
-        assert obj is not None
-        return xml_response(
-            request,
-            x.node(
-                "CompleteMultipartUploadResult",
-                x.el("Location", f"http://{t.bucket}.{t.endpoint()}/{t.key}"),
-                x.el("Bucket", t.bucket),
-                x.el("Key", t.key),
-                x.el("ETag", f'"{obj.etag}"'),
-            ),
-        )
-
-    async def abort_multipart_upload(
-        self, request: SimRequest, route: Route, t: Target
-    ) -> web.StreamResponse:
-        assert t.bucket is not None
-        self.model.abort_upload(t.region, t.bucket, t.key, self._upload_id(request))
-        return empty_response(request, 204)
-
-    async def list_parts(self, request: SimRequest, route: Route, t: Target) -> web.StreamResponse:
-        assert t.bucket is not None
-        marker = ascii_int(request.param("part-number-marker") or "0")
-        if marker is None:
-            raise SimError("InvalidArgument", "Invalid part-number-marker.", 400)
-        max_parts = max_param(request, "max-parts")
-        upload, parts, truncated = self.model.list_parts(
-            t.region, t.bucket, t.key, self._upload_id(request), marker, max_parts
-        )
-        owner = x.owner_fields(self.ctx.account_id)
-        return xml_response(
-            request,
-            x.node(
-                "ListPartsResult",
-                x.el("Bucket", t.bucket),
-                x.el("Key", t.key),
-                x.el("UploadId", upload.upload_id),
-                x.el("PartNumberMarker", marker),
-                x.el("NextPartNumberMarker", parts[-1].number if parts else 0),
-                x.el("MaxParts", max_parts),
-                x.el("IsTruncated", truncated),
-                x.node("Initiator", owner),
-                x.node("Owner", owner),
-                x.el("StorageClass", "STANDARD"),
-                [
-                    x.node(
-                        "Part",
-                        x.el("PartNumber", p.number),
-                        x.el("LastModified", x.iso8601(self.model.wall(p.last_modified))),
-                        x.el("ETag", f'"{p.etag}"'),
-                        x.el("Size", p.size),
-                    )
-                    for p in parts
-                ],
-            ),
-        )
-
-    async def list_multipart_uploads(
-        self, request: SimRequest, route: Route, t: Target
-    ) -> web.StreamResponse:
-        assert t.bucket is not None
-        encode = encode_flag(request)
-        prefix = request.param("prefix") or ""
-        key_marker = request.param("key-marker") or ""
-        id_marker = request.param("upload-id-marker") or ""
-        max_uploads = max_param(request, "max-uploads")
-        uploads, truncated = self.model.list_uploads(
-            t.region, t.bucket, prefix, key_marker, id_marker, max_uploads
-        )
-        owner = x.owner_fields(self.ctx.account_id)
-        last = uploads[-1] if uploads and truncated else None
-        return xml_response(
-            request,
-            x.node(
-                "ListMultipartUploadsResult",
-                x.el("Bucket", t.bucket),
-                x.el("KeyMarker", x.url_encode(key_marker, encode)),
-                x.el("UploadIdMarker", id_marker),
-                x.el("NextKeyMarker", x.url_encode(last.key, encode) if last else ""),
-                x.el("NextUploadIdMarker", last.upload_id if last else ""),
-                x.el("Prefix", x.url_encode(prefix, encode)),
-                x.el("MaxUploads", max_uploads),
-                x.el("IsTruncated", truncated),
-                x.el("EncodingType", "url") if encode else None,
-                [
-                    x.node(
-                        "Upload",
-                        x.el("Key", x.url_encode(u.key, encode)),
-                        x.el("UploadId", u.upload_id),
-                        x.node("Initiator", owner),
-                        x.node("Owner", owner),
-                        x.el("StorageClass", "STANDARD"),
-                        x.el("Initiated", x.iso8601(self.model.wall(u.initiated))),
-                    )
-                    for u in uploads
-                ],
-            ),
-        )
+    delete_multiple_objects = delete_objects
 
 
-__all__ = ["ObjectOps", "encode_flag", "max_param"]
+__all__ = ["ObjectOps", "encode_flag", "max_param", "presigned"]

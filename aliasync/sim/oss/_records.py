@@ -90,6 +90,19 @@ class Upload:
     completing: bool = False
 
 
+@dataclass(frozen=True)
+class LifecycleRule:
+    """One rule of a bucket's lifecycle configuration (the parts the emulator keeps)."""
+
+    rule_id: str
+    prefix: str
+    enabled: bool
+    expiration_days: int | None = None
+    expiration_date: str | None = None  # CreatedBeforeDate, as sent
+    abort_days: int | None = None  # AbortMultipartUpload
+    abort_date: str | None = None
+
+
 @dataclass
 class Bucket:
     name: str
@@ -99,6 +112,8 @@ class Bucket:
     objects: dict[str, StoredObject] = field(default_factory=dict)
     keys: list[str] = field(default_factory=list)  # sorted object keys
     uploads: dict[str, Upload] = field(default_factory=dict)
+    lifecycle: tuple[LifecycleRule, ...] = ()
+    acl: str = "private"
 
 
 @dataclass(frozen=True)

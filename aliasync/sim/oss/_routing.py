@@ -10,21 +10,39 @@ from aliasync.sim._errors import SimError
 
 _SUFFIX = ".aliyuncs.com"
 
-# Operations that address the account or a bucket's configuration: allowed on the public
-# endpoint of a Chinese mainland region. Everything else is a data API.
+# Operations on the service or a bucket's configuration, not on its data: allowed on the public
+# endpoint of a Chinese mainland region (docs/alibaba-api-facts.md section 12). Everything else,
+# listing objects included, is a data API there.
 CONTROL_ACTIONS = frozenset(
-    {"ListBuckets", "CreateBucket", "DeleteBucket", "HeadBucket", "GetBucketLocation"}
-)
-
-# S3 sub-resources the emulator does not implement: 501 NotImplemented.
-_UNSUPPORTED = frozenset(
     {
-        "accelerate", "acl", "analytics", "append", "attributes", "cors", "encryption",
-        "intelligent-tiering", "inventory", "legal-hold", "lifecycle", "logging", "metrics",
-        "notification", "object-lock", "objectMeta", "ownershipControls", "policy",
-        "policyStatus", "publicAccessBlock", "qos", "referer", "replication", "requestPayment",
-        "restore", "retention", "select", "stat", "symlink", "tagging", "torrent", "versioning",
-        "versions", "website", "worm",
+        "ListBuckets", "CreateBucket", "PutBucket", "DeleteBucket", "HeadBucket",
+        "GetBucketLocation", "GetBucketInfo", "PutBucketLifecycle", "GetBucketLifecycle",
+        "DeleteBucketLifecycle", "GetBucketAcl", "PutBucketAcl",
+    }
+)  # fmt: skip
+
+# Sub-resources OSS's S3-compatible API offers but the emulator does not implement: 501.
+S3_NOT_EMULATED = frozenset({"acl", "lifecycle", "logging"})
+# Sub-resources outside OSS's S3 subset (section 7), or native-only ones sent to the S3 host.
+S3_NOT_OFFERED = frozenset(
+    {
+        "accelerate", "analytics", "append", "attributes", "cors", "encryption",
+        "intelligent-tiering", "inventory", "legal-hold", "metrics", "notification",
+        "object-lock", "objectMeta", "ownershipControls", "policy", "policyStatus",
+        "publicAccessBlock", "qos", "referer", "replication", "requestPayment", "restore",
+        "retention", "select", "stat", "symlink", "tagging", "torrent", "versioning",
+        "versions", "website", "worm", "bucketInfo",
+    }
+)  # fmt: skip
+# S3 operations the S3 subset leaves out although their URL shape exists (section 7).
+S3_NOT_OFFERED_ACTIONS = frozenset({"ListBuckets", "ListMultipartUploads"})
+# Native sub-resources the emulator does not implement: 501.
+_NATIVE_NOT_EMULATED = frozenset(
+    {
+        "append", "cors", "encryption", "inventory", "logging", "objectMeta", "policy",
+        "qos", "referer", "replication", "requestPayment", "restore", "stat", "symlink",
+        "tagging", "versioning", "versions", "website", "worm", "x-oss-process", "regions",
+        "transferAcceleration", "resourceGroup", "cname", "metaQuery",
     }
 )  # fmt: skip
 
@@ -44,6 +62,11 @@ class Target:
         """The bare endpoint host, in the style the request used."""
         name = f"oss-{self.region}{'-internal' if self.internal else ''}{_SUFFIX}"
         return f"s3.{name}" if self.s3_host else name
+
+    @property
+    def native(self) -> bool:
+        """The OSS native API (``oss-…`` hosts) rather than the S3-compatible one."""
+        return not self.s3_host
 
 
 def parse_host(host: str) -> tuple[str | None, bool, str, bool] | None:
@@ -85,16 +108,25 @@ def _not_allowed() -> SimError:
     )
 
 
+def _emulator_gap(what: str) -> SimError:
+    return SimError("NotImplemented", f"The emulator does not implement {what!r}.", 501)
+
+
 def action(
     method: str, t: Target, params: Mapping[str, str], headers: Mapping[str, str]
 ) -> tuple[str, bool]:
-    """The S3 operation name and whether it mutates state."""
+    """The operation name (S3's on the S3 host, OSS's on the native one) and whether it mutates.
+
+    Operations the S3 face does not offer still get their name here (the refusal is the
+    handler's, so the call is logged); features the emulator lacks raise 501 at once.
+    """
     method = method.upper()
     mutating = method in ("PUT", "POST", "DELETE")
-    unsupported = _UNSUPPORTED.intersection(params)
-    if unsupported or "x-amz-copy-source" in headers:
-        what = min(unsupported) if unsupported else "x-amz-copy-source"
-        raise SimError("NotImplemented", f"The emulator does not implement {what!r}.", 501)
+    if t.native:
+        return _native_action(method, t, params, headers), mutating
+    gap = S3_NOT_EMULATED.intersection(params)
+    if gap or "x-amz-copy-source" in headers:
+        raise _emulator_gap(min(gap) if gap else "x-amz-copy-source")
     if t.bucket is None:
         if method != "GET":
             raise _not_allowed()
@@ -131,3 +163,62 @@ def action(
     if not name:
         raise _not_allowed()
     return name, mutating
+
+
+def _native_action(
+    method: str, t: Target, params: Mapping[str, str], headers: Mapping[str, str]
+) -> str:
+    gap = _NATIVE_NOT_EMULATED.intersection(params)
+    if gap:
+        raise _emulator_gap(min(gap))
+    if t.bucket is None:
+        if method != "GET":
+            raise _not_allowed()
+        return "ListBuckets"
+    copy = any(h.lower() == "x-oss-copy-source" for h in headers)
+    if t.key and "acl" in params:
+        raise _emulator_gap("acl")  # object ACLs
+    if not t.key:
+        if "acl" in params:
+            name = {"GET": "GetBucketAcl", "PUT": "PutBucketAcl"}.get(method, "")
+        elif "lifecycle" in params:
+            name = {
+                "GET": "GetBucketLifecycle",
+                "PUT": "PutBucketLifecycle",
+                "DELETE": "DeleteBucketLifecycle",
+            }.get(method, "")
+        elif method == "GET":
+            for param, op in (
+                ("location", "GetBucketLocation"),
+                ("bucketInfo", "GetBucketInfo"),
+                ("uploads", "ListMultipartUploads"),
+            ):
+                if param in params:
+                    return op
+            return "ListObjectsV2" if params.get("list-type") == "2" else "ListObjects"
+        else:
+            name = {
+                "PUT": "PutBucket",
+                "DELETE": "DeleteBucket",
+                "POST": "DeleteMultipleObjects" if "delete" in params else "",
+            }.get(method, "")
+    elif "uploadId" in params:
+        if copy:
+            raise _emulator_gap("UploadPartCopy")
+        name = {
+            "GET": "ListParts",
+            "PUT": "UploadPart",
+            "POST": "CompleteMultipartUpload",
+            "DELETE": "AbortMultipartUpload",
+        }.get(method, "")
+    else:
+        name = {
+            "GET": "GetObject",
+            "HEAD": "HeadObject",
+            "PUT": "CopyObject" if copy else "PutObject",
+            "DELETE": "DeleteObject",
+            "POST": "InitiateMultipartUpload" if "uploads" in params else "",
+        }.get(method, "")
+    if not name:
+        raise _not_allowed()
+    return name

@@ -1,12 +1,14 @@
-"""S3 XML for the OSS emulator: a tiny element builder for answers and strict request parsers.
+"""XML for the OSS emulator: a tiny element builder for answers and strict request parsers.
 
-Answers carry the S3 namespace on their root element, as Amazon S3 does; botocore ignores it.
+Answers of the S3 face carry the S3 namespace on their root element, as Amazon S3 does
+(botocore ignores it); the native face's answers have none, as OSS writes them.
 Request bodies (CreateBucket, CompleteMultipartUpload, DeleteObjects) are parsed with expat
 after a size check; namespaces are stripped so both plain and namespaced bodies parse.
 """
 
 from __future__ import annotations
 
+import itertools
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
@@ -15,6 +17,7 @@ from urllib.parse import quote
 from xml.sax.saxutils import escape
 
 from aliasync.sim._errors import SimError
+from aliasync.sim.oss._records import LifecycleRule
 
 S3_NS = "http://s3.amazonaws.com/doc/2006-03-01/"
 DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -66,9 +69,9 @@ def document(root: Element, *, namespaced: bool = True) -> bytes:
 
 
 def iso8601(epoch_seconds: float) -> str:
-    """``2024-01-02T03:04:05.000Z``, the timestamp form S3 uses in XML."""
-    ms = round((epoch_seconds % 1) * 1000) % 1000
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch_seconds)) + f".{ms:03d}Z"
+    """``2024-01-02T03:04:05.000Z``: OSS keeps whole seconds (every sample in its docs ends in
+    ``.000Z``, and oss2 parses nothing else)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(epoch_seconds))
 
 
 def owner_fields(account_id: str) -> list[Element]:
@@ -152,3 +155,94 @@ def delete_request(body: bytes) -> tuple[list[str], bool]:
     if not keys or len(keys) > 1000:
         raise _malformed()
     return keys, quiet
+
+
+# --- lifecycle (native PutBucketLifecycle / GetBucketLifecycle) ----------------------------
+
+MAX_LIFECYCLE_RULES = 1000
+_RULE_PARTS = frozenset({"ID", "Prefix", "Status", "Expiration", "AbortMultipartUpload"})
+
+
+def _days_or_date(parent: ET.Element, what: str) -> tuple[int | None, str | None]:
+    days, date = parent.find("Days"), parent.find("CreatedBeforeDate")
+    if (days is None) == (date is None):
+        raise SimError("InvalidArgument", f"{what} needs exactly one of Days or Date.", 400)
+    if days is not None:
+        text = (days.text or "").strip()
+        if not (text.isascii() and text.isdigit() and 0 < len(text) <= 9) or int(text) < 1:
+            raise SimError("InvalidArgument", f"{what} Days must be a positive integer.", 400)
+        return int(text), None
+    assert date is not None
+    text = (date.text or "").strip()
+    try:
+        time.strptime(text, "%Y-%m-%dT00:00:00.000Z")
+    except ValueError:
+        raise SimError(
+            "InvalidArgument", f"{what} Date must be midnight UTC, ISO 8601.", 400
+        ) from None
+    return None, text
+
+
+def lifecycle_rules(body: bytes) -> tuple[LifecycleRule, ...]:
+    """The rules of a PutBucketLifecycle body (the elements may come in any order)."""
+    root = parse(body, "LifecycleConfiguration")
+    found = root.findall("Rule")
+    if not found or len(found) > MAX_LIFECYCLE_RULES:
+        raise _malformed()
+    rules: list[LifecycleRule] = []
+    for index, rule in enumerate(found):
+        parts = {child.tag for child in rule}
+        unknown = parts - _RULE_PARTS
+        if unknown:
+            raise SimError(
+                "NotImplemented", f"The emulator does not implement {min(unknown)!r}.", 501
+            )
+        status = (rule.findtext("Status") or "").strip()
+        if status not in ("Enabled", "Disabled"):
+            raise _malformed()
+        expiration, abort = rule.find("Expiration"), rule.find("AbortMultipartUpload")
+        if expiration is None and abort is None:
+            raise SimError("InvalidRequest", "A lifecycle rule needs an action.", 400)
+        exp_days, exp_date = (
+            _days_or_date(expiration, "Expiration") if expiration is not None else (None, None)
+        )
+        abort_days, abort_date = (
+            _days_or_date(abort, "AbortMultipartUpload") if abort is not None else (None, None)
+        )
+        rule_id = (rule.findtext("ID") or "").strip() or f"rule-{index + 1}"
+        rules.append(
+            LifecycleRule(
+                rule_id, rule.findtext("Prefix") or "", status == "Enabled",
+                exp_days, exp_date, abort_days, abort_date,
+            )
+        )  # fmt: skip
+    ids = [r.rule_id for r in rules]
+    prefixes = sorted(r.prefix for r in rules)
+    overlapping = any(b.startswith(a) for a, b in itertools.pairwise(prefixes))
+    if len(set(ids)) != len(ids) or overlapping:
+        raise SimError(
+            "InvalidArgument", "Lifecycle rule IDs must be unique and prefixes disjoint.", 400
+        )
+    return tuple(rules)
+
+
+def lifecycle_document(rules: tuple[LifecycleRule, ...]) -> Element:
+    def when(tag: str, days: int | None, date: str | None) -> Element | None:
+        if days is None and date is None:
+            return None
+        return node(tag, el("Days", days) if days is not None else el("CreatedBeforeDate", date))
+
+    return node(
+        "LifecycleConfiguration",
+        [
+            node(
+                "Rule",
+                el("ID", r.rule_id),
+                el("Prefix", r.prefix),
+                el("Status", "Enabled" if r.enabled else "Disabled"),
+                when("Expiration", r.expiration_days, r.expiration_date),
+                when("AbortMultipartUpload", r.abort_days, r.abort_date),
+            )
+            for r in rules
+        ],
+    )

@@ -1,0 +1,95 @@
+"""Temporary buckets as a real release needs them: expiring, swept by age, emptied inside.
+
+The client is outside the cloud: internal endpoints never answer it, and mainland buckets
+refuse its data calls; a relay function empties those from inside their region.
+"""
+
+from __future__ import annotations
+
+import anyio.to_thread
+import pytest
+
+from aliasync.cloud._cloud import Cloud
+from aliasync.cloud._endpoints import Endpoints
+from aliasync.pipeline._options import ImportOptions
+from aliasync.pipeline._orchestrator import STALE_BUCKET_AGE
+from aliasync.pipeline._regionplan import detect_strategy
+from aliasync.pipeline._run import Run
+from aliasync.pipeline._strategies import relay_limits, remove_bucket
+from aliasync.sim import Simulator
+from tests.clients import boto3_s3, inside_proxy, put_object
+from tests.importing import BIOS, assert_no_leaks, assert_published, run_import
+
+pytestmark = pytest.mark.anyio
+
+MiB = 2**20
+
+
+async def _fill_from_inside(sim: Simulator, region: str, bucket: str) -> None:
+    """An object and an unfinished multipart upload, written as a dead run's relay left them."""
+    await put_object(sim, region, bucket, "aliasync/dead/disk.raw", b"x" * 1000)
+    s3 = boto3_s3(sim, region, internal=True, proxy=inside_proxy(sim, region))
+    await anyio.to_thread.run_sync(
+        lambda: s3.create_multipart_upload(Bucket=bucket, Key="aliasync/dead/half.raw")
+    )
+
+
+async def test_temporary_buckets_expire_objects_and_uploads_after_a_day(sim: Simulator) -> None:
+    """Every bucket detection creates carries a one-day expiry and abort rule from the start."""
+    cloud = await Cloud.open(Endpoints.from_dict(sim.endpoints))
+    try:
+        run = Run("rulescheck01", ImportOptions(), [], sim.account_id)
+        for region in ("ap-southeast-1", "cn-hangzhou"):
+            strategy, bucket, _ = await detect_strategy(cloud, run, region, None)
+            assert bucket is not None and strategy in ("direct", "relay")
+            (rule,) = sim.ctx.models["oss"].lifecycle(region, bucket)
+            assert rule.enabled and rule.prefix == ""
+            assert (rule.expiration_days, rule.abort_days) == (1, 1)
+            await remove_bucket(cloud, run, region, bucket)
+    finally:
+        await cloud.aclose()
+    assert_no_leaks(sim)
+
+
+async def test_relay_run_from_outside_the_cloud_leaves_nothing(sim: Simulator) -> None:
+    """A run with relay regions never knocks on an internal endpoint, and cleans up fully."""
+    regions = ("ap-southeast-1", "cn-hangzhou", "cn-beijing")
+    report = await run_import(sim, [BIOS], name="ipxe-inside", regions=regions)
+    assert_published(sim, report, [BIOS], name="ipxe-inside", regions=regions)
+    assert {r.strategy for r in report.regions} == {"direct", "relay"}
+    assert not [h for h in sim.unresolved_hosts if "-internal" in h]
+    internal = [r for r in sim.calls.records if r.service == "oss" and r.status == 0]
+    assert internal == []  # no connection was dropped on the client
+    cleanups = [r for r in sim.calls.records if r.action == "InvokeFunction"]
+    assert len(cleanups) >= 4  # per relay region: one copy, one emptying
+    assert_no_leaks(sim)
+
+
+async def test_next_run_removes_a_crashed_runs_mainland_bucket(sim: Simulator) -> None:
+    """A dead run's filled mainland bucket is emptied inside and deleted; a live run's is kept."""
+    oss = sim.ctx.models["oss"]
+    dead, live = "aliasync-tmp-deadbeef-cn-hangzhou", "aliasync-tmp-livebeef-cn-shanghai"
+    await _fill_from_inside(sim, "cn-hangzhou", dead)
+    await _fill_from_inside(sim, "cn-shanghai", live)
+    oss.backdate_bucket(dead, STALE_BUCKET_AGE + 3600)
+    oss.backdate_bucket(live, STALE_BUCKET_AGE - 3600)  # young enough to be still running
+    report = await run_import(sim, [BIOS], name="ipxe-sweep", regions=("ap-southeast-1",))
+    assert report.status == "success"
+    names = {b["name"] for b in oss.buckets()}
+    assert dead not in names and live in names
+    assert not [h for h in sim.unresolved_hosts if "-internal" in h]
+    leaks = sim.leaks()
+    assert [b["name"] for b in leaks["buckets"]] == [live]
+    assert [u["bucket"] for u in leaks["multipart_uploads"]] == [live]
+    assert leaks["functions"] == []  # the emptying function was removed too
+
+
+def test_relay_is_sized_for_the_image() -> None:
+    """Parts, memory and timeout grow with the image, within FC's and OSS's limits."""
+    assert relay_limits(10 * MiB) == (8 * MiB, 512, 901)
+    part, memory, timeout = relay_limits(2048 * 2**30)
+    assert part == 210 * MiB and 2048 * 2**30 / part <= 10000
+    assert memory % 64 == 0 and 2 * 4 * part / MiB < memory <= 32768
+    assert timeout == 86400
+    mid = relay_limits(100 * 2**30)
+    assert 8 * MiB < mid[0] < part and 901 < mid[2] < 86400
