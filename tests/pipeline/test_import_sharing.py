@@ -29,14 +29,12 @@ def share_calls(sim: Simulator) -> int:
 
 
 async def test_a_run_shared_with_an_account_shares_every_image_and_publishes_none() -> None:
-    """--share-account: each image is shared with the account in every region, never public;
-    copies (which need a private source) still reach the copy-only regions."""
+    """--share-account, whole map: each image is shared with the account in every region and
+    public nowhere; copies still reach the copy-only regions."""
     async with Simulator(seed=31, profile="default") as sim:
-        report = await run_import(
-            sim, [BIOS, UEFI], name="ipxe-s", regions=REGIONS, share_accounts=(ACCOUNT,)
-        )
-        assert_published(sim, report, [BIOS, UEFI], name="ipxe-s", regions=REGIONS)
-        for region in REGIONS:
+        report = await run_import(sim, [BIOS, UEFI], name="ipxe-s", share_accounts=(ACCOUNT,))
+        assert_published(sim, report, [BIOS, UEFI], name="ipxe-s")
+        for region in sim.ctx.regions.ids():
             for name in ("ipxe-s", "ipxe-s-uefi-x86-64"):
                 (image,) = images_named(sim, region, name)
                 assert (image["shared_accounts"], image["public"]) == ([ACCOUNT], False)
