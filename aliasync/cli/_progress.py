@@ -97,6 +97,8 @@ def print_report(report: ImportReport, stream: TextIO) -> None:
     for region in sorted(report.regions, key=lambda r: r.region):
         for image in region.images:
             strategy: str = image.strategy or region.strategy or "-"
+            if image.existing:
+                strategy = "already published"
             if image.source_region:
                 strategy = f"{strategy} from {image.source_region}"
             table.add_row(

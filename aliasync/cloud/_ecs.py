@@ -57,6 +57,11 @@ class ImageInfo:
     creation_time: str | None
     nvme_support: bool
     size_gib: int | None
+    tags: tuple[tuple[str, str], ...] = ()
+
+    def tag(self, key: str) -> str | None:
+        """The value of the image's tag ``key``, if it has one."""
+        return dict(self.tags).get(key)
 
     @classmethod
     def from_api(cls, item: Mapping[str, Any]) -> ImageInfo:
@@ -79,6 +84,10 @@ class ImageInfo:
             size_gib=int(size)
             if isinstance(size, int | float | str) and str(size).isdigit()
             else None,
+            tags=tuple(
+                (str(tag.get("TagKey") or ""), str(tag.get("TagValue") or ""))
+                for tag in (item.get("Tags") or {}).get("Tag") or []
+            ),
         )
 
 
@@ -273,6 +282,7 @@ class EcsApi(ImageAttributes):
         destination_name: str,
         client_token: str,
         description: str = "",
+        tags: Mapping[str, str] | None = None,
     ) -> str:
         """Copy an image of this region to ``destination_region``; return the new image ID."""
         request = m.CopyImageRequest(
@@ -282,15 +292,31 @@ class EcsApi(ImageAttributes):
             destination_image_name=destination_name,
             destination_description=description or None,
             client_token=client_token,
+            tag=[m.CopyImageRequestTag(key=k, value=v) for k, v in (tags or {}).items()] or None,
         )
         body = await self._call("CopyImage", lambda: self._client.copy_image_async(request))
         return str(body["ImageId"])
 
-    async def set_family(self, image_id: str, family: str, *, boot_mode: str | None = None) -> None:
-        """Put the image in an image family; set its boot mode too if ``boot_mode`` is given
-        (``UEFI-Preferred`` can only be set here: ImportImage takes BIOS or UEFI)."""
+    async def set_attributes(
+        self,
+        image_id: str,
+        *,
+        family: str | None = None,
+        boot_mode: str | None = None,
+        nvme: bool | None = None,
+    ) -> None:
+        """Set what is given in one ModifyImageAttribute call: the family, the boot mode
+        (``UEFI-Preferred`` can only be set here: ImportImage takes BIOS or UEFI), NVMe."""
+        features = None
+        if nvme is not None:
+            support = "supported" if nvme else "unsupported"
+            features = m.ModifyImageAttributeRequestFeatures(nvme_support=support)
         request = m.ModifyImageAttributeRequest(
-            region_id=self.region, image_id=image_id, image_family=family, boot_mode=boot_mode
+            region_id=self.region,
+            image_id=image_id,
+            image_family=family,
+            boot_mode=boot_mode,
+            features=features,
         )
         await self._call(
             "ModifyImageAttribute", lambda: self._client.modify_image_attribute_async(request)

@@ -221,7 +221,7 @@ class Importer:
         region = result.region
         plan: RegionPlan | None = None
         try:
-            plan = await plan_region(self.cloud, run, region, board.cached.get(region))
+            plan = await plan_region(self.cloud, run, region, board.cached.get(region), images)
         except AliasyncError as exc:
             result.error = str(exc)
             for image in images:

@@ -21,7 +21,8 @@ from aliasync._exceptions import (
 from aliasync.cloud._ecs import ImageInfo
 from aliasync.cloud._oss import BucketsForbiddenError
 from aliasync.cloud._retry import RetryPolicy
-from aliasync.pipeline._report import Strategy
+from aliasync.pipeline._publishing import DIGEST_TAG
+from aliasync.pipeline._report import Strategy, Way
 
 # A temporary bucket's lifecycle rule expires its objects and aborts its uploads after this
 # many days (OSS's smallest unit): what a run that died leaves behind empties itself.
@@ -46,6 +47,14 @@ class RegionPlan:
     # False when the strategy was chosen because OSS did not answer: maybe only for now,
     # so it is used for this run but not remembered for the next.
     certain: bool = True
+    # Images already there with this content (by name): nothing to create, only to update.
+    published: dict[str, ImageInfo] = field(default_factory=dict)
+    # Images whose name is taken by other content, and --overwrite was not given: why not.
+    refused: dict[str, str] = field(default_factory=dict)
+
+    def needs(self, name: str) -> bool:
+        """Whether the region must create the image ``name``."""
+        return name not in self.published and name not in self.refused
 
 
 class PlanBoard:
@@ -71,6 +80,7 @@ class PlanBoard:
         self._todo = {region: list(images) for region, images in todo.items() if images}
         self._unplanned = set(self._todo)
         self.strategies: dict[str, Strategy] = {}
+        self._plans: dict[str, RegionPlan] = {}
         self._certain: dict[str, str] = {}  # what is worth remembering for the next run
         for image in run.images:
             needing = [region for region, images in self._todo.items() if image in images]
@@ -91,6 +101,10 @@ class PlanBoard:
         self._unplanned.discard(region)
         strategy = plan.strategy if plan else None
         if plan is not None:
+            self._plans[region] = plan
+            for name, info in plan.published.items():
+                if not info.is_public:  # a community image is no copy source
+                    await self._run.pool.add_source(name, region, info.image_id)
             self.strategies[region] = plan.strategy
             if plan.certain:
                 self._certain[region] = plan.strategy
@@ -103,14 +117,19 @@ class PlanBoard:
             if self.unreachable is not None:
                 return
         for image in self._todo[region]:
-            if strategy != "direct":
+            creates = plan is not None and plan.needs(image.name)
+            if strategy != "direct" or not creates:
                 await self._run.uploads.finished(image.name, region, None)
-            if strategy in (None, "copy"):
+            if strategy in (None, "copy") or not creates:
                 await self._run.done_importing(region, image.name)
 
     def _check_reachable(self) -> ConfigurationError | None:
         for image in self._run.images:
-            needing = [r for r in self.strategies if image in self._todo[r]]
+            needing = [
+                r
+                for r in self.strategies
+                if image in self._todo[r] and self._plans[r].needs(image.name)
+            ]
             uploaders = [r for r in needing if self.strategies[r] == "direct"]
             if needing and not uploaders and not self._run.pool.sources(image.name):
                 return ConfigurationError(
@@ -121,20 +140,55 @@ class PlanBoard:
         return None
 
 
-async def plan_region(cloud: Cloud, run: Run, region: str, cached: str | None) -> RegionPlan:
-    """Look up existing images and detect the strategy, creating the temporary bucket."""
+async def plan_region(
+    cloud: Cloud, run: Run, region: str, cached: str | None, images: Sequence[PreparedImage]
+) -> RegionPlan:
+    """Look up existing images first; then, if anything must be created, detect the strategy
+    (creating the temporary bucket). A region that already has every image creates nothing."""
     ecs = cloud.ecs(region)
-    existing = {}
-    for image in run.images:
+    plan = RegionPlan(region, "existing")
+    for image in images:
         found = await ecs.find_images(name=image.name)
-        existing[image.name] = [i for i in found if i.name == image.name]
-    strategy, bucket, certain = await detect_strategy(cloud, run, region, cached)
-    run.emit(region, "plan", f"{strategy} ({strategy_reason(strategy)})")
-    return RegionPlan(region, strategy, bucket, existing, certain)
+        plan.existing[image.name] = [i for i in found if i.name == image.name]
+        _classify(run, plan, image)
+    if not any(plan.needs(image.name) for image in images):
+        run.emit(region, "plan", "every image is already there")
+        plan.certain = False  # says nothing about how the region could receive one
+        return plan
+    plan.strategy, plan.bucket, plan.certain = await detect_strategy(cloud, run, region, cached)
+    run.emit(region, "plan", f"{plan.strategy} ({strategy_reason(plan.strategy)})")
+    return plan
+
+
+def _classify(run: Run, plan: RegionPlan, image: PreparedImage) -> None:
+    """Already published (same content), taken by other content, or still to create."""
+    if _in_flight(run, plan.region, image.name):
+        return  # an earlier session of this run is creating it: re-attach, as before
+    found = plan.existing[image.name]
+    same = [i for i in found if i.tag(DIGEST_TAG) == image.sha256 and i.status == "Available"]
+    if same:
+        plan.published[image.name] = same[0]
+        plan.existing[image.name] = [i for i in found if i is not same[0]]
+        return
+    if found and not run.options.overwrite:
+        old = found[0]
+        digest = old.tag(DIGEST_TAG) or "unknown (not made by aliasync)"
+        plan.refused[image.name] = (
+            f"an image named {image.name!r} already exists with other content: {old.image_id}"
+            f" holds sha256 {digest}, this file is sha256 {image.sha256}; use --overwrite to"
+            " replace it"
+        )
+
+
+def _in_flight(run: Run, region: str, image: str) -> bool:
+    """Whether an earlier session of this run sent ImportImage or CopyImage for it."""
+    return any(run.earlier(region, image, step).get("state") in ("started", "sent")
+               for step in ("import", "copy"))  # fmt: skip
 
 
 def strategy_reason(strategy: Strategy) -> str:
     return {
+        "existing": "every image is already there",
         "direct": "public OSS access works",
         "relay": "public OSS access refused, Function Compute available",
         "copy": "no usable OSS bucket or no Function Compute",
@@ -143,7 +197,7 @@ def strategy_reason(strategy: Strategy) -> str:
 
 async def detect_strategy(
     cloud: Cloud, run: Run, region: str, cached: str | None
-) -> tuple[Strategy, str | None, bool]:
+) -> tuple[Way, str | None, bool]:
     """The strategy, the temporary bucket, and whether the strategy is worth remembering."""
     if cached == "copy":
         return "copy", None, True

@@ -12,7 +12,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 Status = Literal["success", "partial", "error"]
-Strategy = Literal["direct", "relay", "copy"]
+Way = Literal["direct", "relay", "copy"]  # how a region receives images
+# "existing": the image was already there (same content), so nothing was created.
+Strategy = Literal["direct", "relay", "copy", "existing"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ class ImageResult:
     error: str | None = None
     elapsed: float = 0.0
     source_region: str | None = None  # for copies
+    existing: bool = False  # already published with this content: nothing was created
 
     @property
     def ok(self) -> bool:

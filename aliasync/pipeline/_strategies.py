@@ -20,8 +20,9 @@ from aliasync.cloud._oss import EmptiedInsideOnlyError
 from aliasync.cloud._oss_upload import part_size_for
 from aliasync.cloud._retire import DELETE_TAG, delete_tagged_snapshots, retire_images
 from aliasync.pipeline._copysources import NoSourceError
+from aliasync.pipeline._publishing import bring_up_to_date, finish, image_tags
 from aliasync.pipeline._report import ImageResult
-from aliasync.pipeline._run import BUCKET_PREFIX, TERMS_STEP
+from aliasync.pipeline._run import BUCKET_PREFIX
 from aliasync.pipeline._uploads import UploadedCopy
 from aliasync.relay.package import cleanup_event, relay_zip
 
@@ -76,10 +77,6 @@ class RelayError(PermanentCloudError):
     """The relay function could not fill the region's bucket."""
 
 
-class PublishRefusedError(PermanentCloudError):
-    """The image is Available and private: the account may not publish (terms not accepted)."""
-
-
 class ImportExhaustedError(PermanentCloudError):
     """Every ImportImage attempt in a region failed; the image may still be copied there."""
 
@@ -103,6 +100,13 @@ async def publish_image(cloud: Cloud, job: ImageJob) -> None:
     run, region, image, result = job.run, job.region, job.image, job.result
     started = time.monotonic()
     try:
+        if image.name in job.plan.refused:
+            raise PermanentCloudError(
+                "InvalidImageName.Duplicated", job.plan.refused[image.name], region=region
+            )
+        if image.name in job.plan.published:
+            await _already_published(cloud, job, job.plan.published[image.name])
+            return
         existing = job.plan.existing.get(image.name, [])
         if _in_flight(run, region, image.name):
             # An earlier session of this run sent ImportImage or CopyImage: the image of that
@@ -132,7 +136,7 @@ async def publish_image(cloud: Cloud, job: ImageJob) -> None:
                 still_there = [] if isinstance(exc, ImportExhaustedError) else existing
                 info = await _copy(cloud, job, still_there)
         result.image_id = info.image_id
-        await _finish(cloud.ecs(region), job, info)
+        await finish(cloud.ecs(region), run, region, image, info)
         result.status = "success"
         run.note(region, image.name, "result", "done", image_id=info.image_id,
                  strategy=result.strategy)  # fmt: skip
@@ -148,6 +152,17 @@ async def publish_image(cloud: Cloud, job: ImageJob) -> None:
         run.emit(region, "failed", message, image.name)
     finally:
         result.elapsed = time.monotonic() - started
+
+
+async def _already_published(cloud: Cloud, job: ImageJob, info: ImageInfo) -> None:
+    """The image is there with this content: update what differs, create nothing."""
+    run, region, image, result = job.run, job.region, job.image, job.result
+    run.settle(region, image.name)  # it is a copy source already (PlanBoard.settle)
+    result.image_id, result.strategy, result.existing = info.image_id, "existing", True
+    await bring_up_to_date(cloud.ecs(region), run, region, image, info)
+    result.status = "success"
+    run.note(region, image.name, "result", "done", image_id=info.image_id, strategy="existing")
+    run.emit(region, "done", f"{info.image_id} already published", image.name)
 
 
 def _in_flight(run: Run, region: str, image: str) -> bool:
@@ -314,6 +329,7 @@ async def _copy(cloud: Cloud, job: ImageJob, existing: list[ImageInfo]) -> Image
                     destination_name=image.name,
                     client_token=token,
                     description=f"{image.name} (aliasync run {run.run_id})",
+                    tags=image_tags(run, image),
                 )
             except PermanentCloudError as exc:
                 if exc.code not in _SOURCE_REFUSALS:
@@ -353,6 +369,7 @@ async def _import(ecs: EcsApi, job: ImageJob, bucket: str, key: str) -> ImageInf
             disk_format=image.disk.format,
             client_token=token,
             description=f"{image.name} (aliasync run {run.run_id})",
+            tags=image_tags(run, image),
         )
         run.note(region, image.name, "import", "sent", attempt=attempt, token=token,
                  image_id=image_id, task_id=task_id)  # fmt: skip
@@ -366,34 +383,6 @@ async def _import(ecs: EcsApi, job: ImageJob, bucket: str, key: str) -> ImageInf
     raise ImportExhaustedError(
         "ImportFailed", f"ImportImage failed {IMPORT_ATTEMPTS} times", region=region
     )
-
-
-async def _finish(ecs: EcsApi, job: ImageJob, info: ImageInfo) -> None:
-    """Family and boot mode, then sharing: only a complete image is ever shared.
-
-    The boot mode is set again whatever the strategy: UEFI-Preferred can only be set here, and
-    whether CopyImage keeps it is not documented. A community image is no CopyImage source, so
-    the image is published only once no region of the run may still copy it.
-    """
-    run, region, image = job.run, job.region, job.image
-    await ecs.set_family(info.image_id, image.family, boot_mode=image.boot_mode)
-    if run.options.share_accounts:
-        await ecs.set_sharing(info.image_id, add_accounts=run.options.share_accounts)
-    await run.pool.add_source(image.name, region, info.image_id)
-    run.settle(region, image.name)
-    if not run.options.public:
-        return
-    run.emit(region, "publish", "waiting until no region needs it as a copy source", image.name)
-    await run.all_settled(image.name)
-    run.note(region, image.name, "publish", "started", image_id=info.image_id)
-    if not await run.publish.attempt(lambda: ecs.set_sharing(info.image_id, public=True)):
-        raise PublishRefusedError(
-            "PublicImageAgreement.NotSigned",
-            f"{info.image_id} is Available but private: {run.publish.refusal}; "
-            + TERMS_STEP.format(name=image.name),
-            region=region,
-        )
-    run.note(region, image.name, "publish", "done", image_id=info.image_id)
 
 
 async def _retire(ecs: EcsApi, job: ImageJob, existing: list[ImageInfo]) -> None:

@@ -63,6 +63,7 @@ class CallRecord:
     error: str | None = None  # the error code answered, if any
     origin: str | None = None  # the region of the emulated function that called; None: outside
     scheme: str = "http"  # "https" for a request that came through a TLS tunnel
+    mutating: bool = False  # whether the call changes state (its route says so)
 
 
 class CallLog:
@@ -257,6 +258,7 @@ class SimServer:
                 error,
                 origin=request.origin_region,
                 scheme=request.raw.scheme,
+                mutating=route.mutating,
             )
         )
 

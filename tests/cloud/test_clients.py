@@ -239,7 +239,7 @@ async def test_image_lifecycle(sim: Simulator, tmp_path: Path) -> None:
     assert (info.name, info.status, info.boot_mode) == ("ipxe-test-1", "Available", "UEFI")
     assert info.nvme_support and info.snapshot_ids and info.progress == 100
     assert [i.image_id for i in await sg.find_images(name="ipxe-test")] == []  # exact names
-    await sg.set_family(image_id, "ipxe-uefi-x86-64")
+    await sg.set_attributes(image_id, family="ipxe-uefi-x86-64")
     accounts = [str(1000000000000000 + n) for n in range(12)]
     await sg.set_sharing(image_id, add_accounts=accounts)
     assert sim.calls.count("ModifyImageSharePermission") == 2  # 10 + 2

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import anyio
 import pytest
+from alibabacloud_ecs20140526 import models as m
 
 from aliasync import ConfigurationError, ImportReport
 from aliasync.pipeline._state import state_dir
 from aliasync.sim import FaultRule, Simulator, profile
+from tests.clients import ecs_client, put_object
 from tests.importing import (
     ARM64,
     BIOS,
@@ -54,39 +57,55 @@ async def test_strategies_follow_region_behaviour() -> None:
         assert_no_leaks(sim)
 
 
-async def test_overwrite_replaces_images_and_leaves_no_orphan_snapshot() -> None:
-    """A second run with overwrite retires the old images and deletes their snapshots."""
+async def test_overwrite_replaces_images_and_leaves_no_orphan_snapshot(tmp_path: Path) -> None:
+    """A second run of new builds with overwrite retires the old (public) images, deleting
+    their snapshots; the same content again would be left alone (tests/pipeline/test_rerun.py)."""
     regions = ("ap-southeast-1", "cn-hangzhou", "cn-heyuan")
+    rebuilt = []
+    for source in (BIOS, UEFI):
+        copy = tmp_path / source.name
+        copy.write_bytes(source.read_bytes()[:-16] + b"rebuilt 20261202")
+        rebuilt.append(copy)
     async with Simulator(seed=5, profile="default") as sim:
         first = await run_import(sim, [BIOS, UEFI], name="ipxe-ow", regions=regions, public=True)
         assert first.status == "success", first.to_json()
         old = {r: images_named(sim, r, "ipxe-ow")[0]["id"] for r in regions}
-        second = await run_import(
-            sim, [BIOS, UEFI], name="ipxe-ow", regions=regions, overwrite=True
-        )
-        assert_published(sim, second, [BIOS, UEFI], name="ipxe-ow", regions=regions)
+        second = await run_import(sim, rebuilt, name="ipxe-ow", regions=regions, overwrite=True)
+        assert_published(sim, second, rebuilt, name="ipxe-ow", regions=regions)
         for region in regions:
             assert images_named(sim, region, "ipxe-ow")[0]["id"] != old[region]
         assert_no_leaks(sim)
 
 
-async def test_existing_image_without_overwrite_is_a_per_region_error() -> None:
-    """Without overwrite an existing name fails that region before any upload."""
+async def test_a_name_taken_by_another_tools_image_is_a_per_region_error() -> None:
+    """An image of that name not made by aliasync (no digest tag): that region fails before
+    any upload, saying so; the other region publishes; --overwrite would replace it."""
     regions = ("ap-southeast-1", "eu-west-1")
     async with Simulator(seed=6, profile="none") as sim:
-        await run_import(sim, [BIOS], name="ipxe-dup", regions=("ap-southeast-1",))
+        await put_object(sim, "ap-southeast-1", "theirs", "disk.raw", b"\0" * 4096)
+        mapping = m.ImportImageRequestDiskDeviceMapping(
+            ossbucket="theirs", ossobject="disk.raw", format="RAW", disk_image_size=1
+        )
+        await ecs_client(sim, "ap-southeast-1").import_image_async(
+            m.ImportImageRequest(
+                region_id="ap-southeast-1", image_name="ipxe-dup", disk_device_mapping=[mapping]
+            )
+        )
         uploads_before = sim.calls.count("PutObject") + sim.calls.count("UploadPart")
         report = await run_import(sim, [BIOS], name="ipxe-dup", regions=regions)
         results = {r.region: r for r in report.regions}
         assert results["ap-southeast-1"].status == "error"
-        assert "already exists" in (results["ap-southeast-1"].images[0].error or "")
+        error = results["ap-southeast-1"].images[0].error or ""
+        assert "already exists with other content" in error and "not made by aliasync" in error
         assert results["eu-west-1"].status == "success"
         assert report.exit_code == 1
         assert len(images_named(sim, "ap-southeast-1", "ipxe-dup")) == 1
-        # Only eu-west-1 uploaded anything on the second run.
+        # Only eu-west-1 uploaded anything.
         uploads_after = sim.calls.count("PutObject") + sim.calls.count("UploadPart")
         assert uploads_after - uploads_before == 1
-        assert_no_leaks(sim)
+        leaks = sim.leaks()
+        assert [b["name"] for b in leaks.pop("buckets")] == ["theirs"]  # the other tool's
+        assert all(not v for v in leaks.values()), leaks
 
 
 async def test_region_whose_imports_always_fail_gets_a_copy_instead() -> None:

@@ -10,6 +10,7 @@ from aliasync.cloud._endpoints import Endpoints
 from aliasync.lifecycle._images import share_images
 from aliasync.sim import Simulator, profile
 from tests.importing import (
+    ARM64,
     BIOS,
     UEFI,
     assert_no_leaks,
@@ -55,9 +56,15 @@ async def test_copies_failing_at_thirty_percent_still_publish_every_region() -> 
     with no leftover image or orphan snapshot."""
     faults = profile("default").with_(copy_failure_rate=0.3)
     async with Simulator(seed=33, profile=faults) as sim:
-        report = await run_import(sim, [BIOS, UEFI], name="ipxe-cf", public=True)
-        assert_published(sim, report, [BIOS, UEFI], name="ipxe-cf", public=True)
-        assert sim.faults_injected()["counts"]["copy_failed"] >= 3
+        report = await run_import(sim, [BIOS, UEFI, ARM64], name="ipxe-cf", public=True)
+        assert_published(sim, report, [BIOS, UEFI, ARM64], name="ipxe-cf", public=True)
+        # Which copies fail depends on the order calls arrive in, so only the bookkeeping is
+        # exact: every failed copy was followed by one more CopyImage (about 24 copies at 30 %:
+        # none failing at all has a chance of 2e-4).
+        failed = sim.faults_injected()["counts"].get("copy_failed", 0)
+        copies = sum(1 for r in report.regions for i in r.images if i.strategy == "copy")
+        assert failed >= 1
+        assert sim.calls.count("CopyImage") >= copies + failed
         assert not sim.ctx.models["ecs"].duplicate_images()
         assert_no_leaks(sim)
 
