@@ -12,6 +12,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import anyio
 
@@ -25,7 +26,7 @@ from aliasync.pipeline._prepare import (
     check_boot_overrides,
     prepare_images,
 )
-from aliasync.pipeline._report import ImportReport
+from aliasync.pipeline._report import ImportReport, duration
 
 log = logging.getLogger("aliasync")
 
@@ -112,9 +113,22 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("--markdown", type=Path, metavar="FILE", help="write a Markdown release table")
     imp.add_argument("--dokuwiki", type=Path, metavar="FILE", help="write a DokuWiki release table")
     imp.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    imp.add_argument(
+        "-q", "--quiet", action="store_true", help="print only the result (and warnings)"
+    )
 
     runs = sub.add_parser("runs", help="list import runs recorded in the journal")
     runs.add_argument("--json", action="store_true", help="print the runs as JSON")
+    runs_sub = runs.add_subparsers(dest="runs_command")
+    show = runs_sub.add_parser("show", help="one run: its plan, steps and a timeline")
+    show.add_argument("run", nargs="?", metavar="RUN", help="run ID or prefix (default: latest)")
+    show.add_argument(
+        "--timeline",
+        type=Path,
+        metavar="FILE",
+        help="draw the run: FILE.svg, or FILE.html (standalone, times on hover)",
+    )
+    show.add_argument("--json", action="store_true", help="print the run as JSON")
 
     sim = sub.add_parser("sim", help="serve the Alibaba Cloud emulator in the foreground")
     sim.add_argument("--host", default="127.0.0.1")
@@ -172,8 +186,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     # Only our own loggers get louder with -v: third-party debug output (botocore, aiohttp)
     # prints request headers, and those carry signatures.
-    for ours in ("aliasync", "stamina"):
-        logging.getLogger(ours).setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
+    logging.getLogger("aliasync").setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
+    # A retry is routine (about 1 % of calls): said with -v only, not over the live view.
+    logging.getLogger("stamina").setLevel(logging.INFO if verbose else logging.ERROR)
     try:
         if args.command == "sim":
             return anyio.run(_serve_sim, args)
@@ -231,9 +246,10 @@ async def _import(args: argparse.Namespace) -> int:
             boot_mode=options.boot_mode,
             architecture=options.architecture,
         )
-    view = ProgressView(sys.stderr, verbose=args.verbose)
+    view = ProgressView(sys.stderr, verbose=args.verbose, quiet=args.quiet)
 
     async def run(endpoints: Endpoints) -> int:
+        view.time_scale = endpoints.time_scale  # the emulator's cloud time runs faster
         async with Importer(endpoints, on_event=view.on_event) as importer:
             with view:
                 if args.resume is not None:
@@ -317,6 +333,8 @@ def _list_runs(args: argparse.Namespace) -> int:
 
     journal = Journal(state_dir() / "journal.sqlite3")
     try:
+        if getattr(args, "runs_command", None) == "show":
+            return _show_run(args, journal)
         runs = journal.runs()
     finally:
         journal.close()
@@ -329,4 +347,42 @@ def _list_runs(args: argparse.Namespace) -> int:
         ], indent=2))  # fmt: skip
     else:
         print_runs(runs, sys.stdout)
+    return 0
+
+
+def _show_run(args: argparse.Namespace, journal: Any) -> int:
+    from aliasync.cli._timeline import build_timeline, html_page, svg
+
+    if args.timeline is not None and args.timeline.suffix.lower() not in (".svg", ".html"):
+        raise UsageError(f"{args.timeline}: the timeline is drawn as .svg or .html")
+    record = journal.run(args.run)
+    timeline = build_timeline(record, journal.steps(record.run_id))
+    if args.timeline is not None:
+        page = svg(timeline) if args.timeline.suffix.lower() == ".svg" else html_page(timeline)
+        try:
+            args.timeline.write_text(page)
+        except OSError as exc:
+            raise UsageError(f"{args.timeline}: cannot be written ({exc.strerror})") from exc
+    doc = {
+        "run_id": record.run_id,
+        "status": record.status,
+        "regions": len(timeline.regions),
+        "cloud_seconds": round(timeline.end, 3),
+        "critical_path": [
+            {"region": b.region, "image": b.image, "stage": b.stage,
+             "start": round(b.start, 3), "end": round(b.end, 3)}
+            for b in sorted(timeline.critical, key=lambda b: b.start)
+        ],
+        "timeline": str(args.timeline) if args.timeline else None,
+    }  # fmt: skip
+    if args.json:
+        print(json.dumps(doc, indent=2))
+    else:
+        print(f"run {record.run_id}: {record.status}, {len(timeline.regions)} regions,"
+              f" {duration(timeline.end)} of cloud time")  # fmt: skip
+        for item in doc["critical_path"]:
+            print(f"  critical: {item['region']} {item['image']} {item['stage']}"
+                  f" {duration(item['start'])} to {duration(item['end'])}")  # fmt: skip
+        if args.timeline:
+            print(f"timeline written to {args.timeline}")
     return 0

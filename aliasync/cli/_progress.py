@@ -7,33 +7,54 @@ from __future__ import annotations
 
 import datetime
 import logging
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TextIO
 
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.live import Live
 from rich.table import Table
 
+from aliasync.cli._live import RunBoard
 from aliasync.pipeline._journal import RunRecord
-from aliasync.pipeline._report import Event, ImportReport
+from aliasync.pipeline._report import Event, ImportReport, duration
 
 log = logging.getLogger("aliasync")
 
 
 class ProgressView:
-    """Live table on a terminal; one log line per event otherwise."""
+    """On a terminal, the live board (:mod:`._live`); otherwise one log line per change of a
+    (region, image)'s stage. ``verbose``: every event; ``quiet``: only warnings."""
 
-    def __init__(self, stream: TextIO, verbose: int = 0) -> None:
+    def __init__(
+        self, stream: TextIO, verbose: int = 0, *, quiet: bool = False, time_scale: float = 1.0
+    ) -> None:
         self._console = Console(file=stream)
         self._live: Live | None = None
         self._verbose = verbose
-        self._latest: dict[str, Event] = {}
+        self._quiet = quiet
+        self._started = time.monotonic()
+        self.board = RunBoard(time_scale, clock=lambda: time.monotonic() - self._started)
+
+    @property
+    def time_scale(self) -> float:
+        return self.board.time_scale
+
+    @time_scale.setter
+    def time_scale(self, value: float) -> None:
+        self.board.time_scale = value
 
     def __enter__(self) -> ProgressView:
-        if self._console.is_terminal:
-            self._live = Live(self._table(), console=self._console, refresh_per_second=4)
+        self._started = time.monotonic()
+        if self._console.is_terminal and not self._quiet:
+            self._live = Live(
+                get_renderable=self._view,
+                console=self._console,
+                refresh_per_second=4,
+                transient=True,  # the result table replaces it
+            )
             self._live.__enter__()
         return self
 
@@ -47,33 +68,25 @@ class ProgressView:
             self._live.__exit__(exc_type, exc, tb)
             self._live = None
 
+    def _view(self) -> RenderableType:
+        size = self._console.size
+        return self.board.render(size.width, size.height)
+
     def on_event(self, event: Event) -> None:
         if event.stage == "warning":
             # Said before anything is published, whatever the view.
             log.warning("warning: %s", event.message)
             return
-        key = f"{event.region}/{event.image or ''}"
-        self._latest[key] = event
-        if self._live is not None:
-            self._live.update(self._table())
-            if self._verbose:
-                log.info("%s", _line(event))
-        else:
+        changed = self.board.add(event)
+        if self._quiet or (self._live is not None and not self._verbose):
+            return
+        if self._verbose or changed or event.stage == "failed":
             log.info("%s", _line(event))
-
-    def _table(self) -> Table:
-        table = Table(title="aliasync import", expand=False)
-        for column in ("region", "image", "stage", "status", "elapsed"):
-            table.add_column(column)
-        for key in sorted(self._latest):
-            e = self._latest[key]
-            table.add_row(e.region, e.image or "", e.stage, e.message, f"{e.elapsed:6.1f}s")
-        return table
 
 
 def _line(event: Event) -> str:
-    image = f" {event.image}" if event.image else ""
-    return f"[{event.elapsed:7.1f}s] {event.region}{image}: {event.stage}: {event.message}"
+    where = " ".join(part for part in (event.region, event.image) if part)
+    return f"[{duration(event.cloud_elapsed):>10}] {where}: {event.stage}: {event.message}"
 
 
 def print_report(report: ImportReport, stream: TextIO) -> None:
@@ -107,12 +120,13 @@ def print_report(report: ImportReport, stream: TextIO) -> None:
                 image.family,
                 image.image_id or "-",
                 strategy,
-                f"{image.elapsed:.1f}s",
+                duration(image.elapsed * report.time_scale),
                 "ok" if image.ok else f"error: {image.error}",
             )
         if not region.images and region.error:
             table.add_row(region.region, "-", "-", "-", "-", "-", f"error: {region.error}")
     console.print(table)
+    console.print(report.summary())
 
 
 def print_runs(runs: Sequence[RunRecord], stream: TextIO) -> None:

@@ -228,11 +228,13 @@ class EcsApi(ImageAttributes):
         *,
         timeout: float,  # noqa: ASYNC109 - cloud seconds, scaled like the polling
         task_id: str | None = None,
+        on_sighting: Callable[[int, float | None], None] | None = None,
     ) -> ImageInfo:
         """Poll until the image is Available; ``timeout`` is in cloud seconds.
 
         Raises ImageFailedError if the image (or its ``task_id``) fails, NotFoundError if it
         vanishes, ImageTimeoutError after ``timeout``. How often it polls: :mod:`._polling`.
+        ``on_sighting`` hears each poll's progress (percent) and remaining cloud seconds.
         """
         scale = self._time_scale
         began = anyio.current_time()  # the event loop's clock, which the retry layer sleeps on
@@ -250,6 +252,8 @@ class EcsApi(ImageAttributes):
                     msg = f"image {image_id} is {info.status}"
                     raise self._error(ImageFailedError, info.status, msg, "DescribeImages")
                 sighting = Sighting(waited, info.progress, _remain_time(items[0]))
+                if on_sighting is not None:
+                    on_sighting(info.progress, sighting.remain)
             elif task_id and await self._task_failed(task_id):
                 msg = f"task {task_id} for image {image_id} failed"
                 raise self._error(ImageFailedError, "TaskFailed", msg, "DescribeTasks")

@@ -43,6 +43,18 @@ CREATE INDEX IF NOT EXISTS steps_by_run ON steps(run_id, region, image);
 
 
 @dataclass(frozen=True)
+class StepRecord:
+    """One journaled step, in the order it was written."""
+
+    region: str
+    image: str
+    step: str
+    state: str
+    data: dict[str, Any]
+    at: float  # wall clock (Unix seconds)
+
+
+@dataclass(frozen=True)
 class RunRecord:
     """One run as the journal knows it."""
 
@@ -147,3 +159,17 @@ class Journal:
             except ValueError as exc:
                 raise JournalError(f"{self.path}: run {run_id} has a corrupt step") from exc
         return latest
+
+    def steps(self, run_id: str) -> list[StepRecord]:
+        """Every record of a run, oldest first (for ``runs show`` and its timeline)."""
+        rows = self._execute(
+            "SELECT region, image, step, state, data, at FROM steps WHERE run_id = ? ORDER BY seq",
+            (run_id,),
+        ).fetchall()
+        records = []
+        for region, image, step, state, data, at in rows:
+            try:
+                records.append(StepRecord(region, image, step, state, json.loads(data), at))
+            except ValueError as exc:
+                raise JournalError(f"{self.path}: run {run_id} has a corrupt step") from exc
+        return records

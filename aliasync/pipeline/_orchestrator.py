@@ -112,7 +112,9 @@ class Importer:
         regions = await self.cloud.select_regions(options.regions)
         run = self._new_run(secrets.token_hex(8), options, images)
         if run.journal is not None:
-            run.journal.start_run(run.run_id, _plan_record(options, images, regions))
+            plan = _plan_record(options, images, regions)
+            plan["time_scale"] = run.time_scale  # for the timeline: cloud time, not the host's
+            run.journal.start_run(run.run_id, plan)
         return await self._execute(run, regions)
 
     async def resume(self, run_id: str | None = None) -> ImportReport:
@@ -139,6 +141,7 @@ class Importer:
             account_id=self.cloud.account,
             on_event=self.on_event,
             journal=self._journal,
+            time_scale=self.cloud.endpoints.time_scale,
         )
 
     async def _execute(self, run: Run, regions: list[str]) -> ImportReport:
@@ -154,6 +157,7 @@ class Importer:
             for region, images in todo.items():
                 for image in images:
                     run.expect(region, image.name)
+                    run.emit(region, "plan", "looking up the region", image.name)
             await self._remove_stale_buckets(run)
             capabilities = CapabilityCache.for_scope(self.cloud.cache_scope)
             board = PlanBoard(
@@ -181,6 +185,7 @@ class Importer:
                 if run.journal is not None:
                     run.journal.set_status(run.run_id, status)
             report.elapsed = time.monotonic() - run.started
+            report.time_scale = run.time_scale
         return report
 
     async def _take_finished(
@@ -242,7 +247,7 @@ class Importer:
         self, run: Run, plan: RegionPlan, result: RegionResult, images: list[PreparedImage]
     ) -> None:
         """One region's pipeline: each image it needs, concurrently."""
-        run.emit(plan.region, "plan", f"strategy {plan.strategy}")
+        run.emit(plan.region, "ready", f"strategy {plan.strategy}")
 
         async def one(image: PreparedImage) -> None:
             image_result = ImageResult(image.name, image.family, strategy=plan.strategy)

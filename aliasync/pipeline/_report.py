@@ -22,10 +22,17 @@ class Event:
     """One step of progress, for a live view or a pipeline's log."""
 
     region: str
-    stage: str  # "plan", "upload", "relay", "import", "copy", "wait", "finish", "done", "failed"
+    # "plan", "upload", "wait" (for another region: a source to copy, an upload to relay),
+    # "relay", "import", "queued" (a copy in its source region's queue), "copy", "retry",
+    # "update", "publish", "done", "failed", "cleanup", "warning"
+    stage: str
     message: str
     image: str | None = None  # the ECS image name this event is about
     elapsed: float = 0.0  # seconds since the run started
+    cloud_elapsed: float = 0.0  # the same in the cloud's time (the emulator's is faster)
+    progress: float | None = None  # 0..1 of the stage: bytes uploaded, or the API's Progress
+    remaining: float | None = None  # cloud seconds the API says are left, if it says
+    size: int | None = None  # bytes the stage moves (uploads), with ``progress`` of them done
 
 
 EventHandler = Callable[[Event], None]
@@ -90,8 +97,36 @@ class ImportReport:
 
     run_id: str
     regions: list[RegionResult] = field(default_factory=list)
-    elapsed: float = 0.0
+    elapsed: float = 0.0  # wall seconds
     images: list[ImageSummary] = field(default_factory=list)
+    time_scale: float = 1.0  # cloud seconds per wall second (1 in the cloud itself)
+
+    @property
+    def cloud_elapsed(self) -> float:
+        """How long the run took in the cloud's time (the emulator's runs faster)."""
+        return self.elapsed * self.time_scale
+
+    def counts(self) -> dict[str, int]:
+        """(region, image) pairs: published, failed, total; and regions."""
+        pairs = [i for r in self.regions for i in r.images]
+        published = sum(1 for i in pairs if i.ok)
+        return {
+            "published": published,
+            "failed": len(pairs) - published,
+            "total": len(pairs),
+            "regions": len(self.regions),
+        }
+
+    def summary(self) -> str:
+        """One line: ``90 of 90 published in 30 regions in 2 h 13 min``."""
+        counts = self.counts()
+        line = (
+            f"{counts['published']} of {counts['total']} published in {counts['regions']}"
+            f" region{'s' if counts['regions'] != 1 else ''} in {duration(self.cloud_elapsed)}"
+        )
+        if self.time_scale != 1.0:
+            line += f" of cloud time ({duration(self.elapsed)} here)"
+        return line
 
     @property
     def status(self) -> Status:
@@ -119,6 +154,8 @@ class ImportReport:
             "run_id": self.run_id,
             "status": self.status,
             "elapsed": round(self.elapsed, 3),
+            "cloud_elapsed": round(self.cloud_elapsed, 3),
+            "summary": {**self.counts(), "text": self.summary()},
             "images": [asdict(i) for i in self.images],
             "regions": [
                 {**asdict(r), "status": r.status} for r in sorted(self.regions, key=_region_key)
@@ -127,6 +164,20 @@ class ImportReport:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
+
+
+def duration(seconds: float) -> str:
+    """``2 h 13 min``, ``4 min 10 s``, ``9 s``, ``0.4 s``."""
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes} min"
+    if minutes:
+        return f"{minutes} min {secs} s"
+    return f"{secs} s"
 
 
 def _region_key(result: RegionResult) -> str:

@@ -89,7 +89,9 @@ class Run:
 
     upload_slots: anyio.CapacityLimiter = field(init=False)
 
+    time_scale: float = 1.0  # cloud seconds per real second (the emulator runs faster)
     _locks: dict[str, anyio.Lock] = field(default_factory=dict)
+    _stages: dict[tuple[str, str], str] = field(default_factory=dict)
     _settled: dict[str, anyio.Event] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -143,10 +145,30 @@ class Run:
         seed = f"{self.run_id}|{action}|{region}|{image.sha256}|{image.name}|{attempt}"
         return "as" + hashlib.sha256(seed.encode()).hexdigest()[:40]
 
-    def emit(self, region: str, stage: str, message: str, image: str | None = None) -> None:
+    def emit(
+        self,
+        region: str,
+        stage: str,
+        message: str,
+        image: str | None = None,
+        *,
+        progress: float | None = None,
+        remaining: float | None = None,
+        size: int | None = None,
+    ) -> None:
+        """Tell the caller (``on_event``); a new stage of a (region, image) is journaled too,
+        with its time, for ``aliasync runs show --timeline``."""
+        elapsed = time.monotonic() - self.started
+        cloud = elapsed * self.time_scale
+        key = (region, image or "")
+        if self._stages.get(key) != stage:
+            self._stages[key] = stage
+            self.note(region, image or "", "stage", stage, cloud=round(cloud, 3),
+                      message=message[:200])  # fmt: skip
         if self.on_event is not None:
-            elapsed = time.monotonic() - self.started
-            self.on_event(Event(region, stage, message, image, elapsed))
+            self.on_event(
+                Event(region, stage, message, image, elapsed, cloud, progress, remaining, size)
+            )
 
     async def done_importing(self, region: str, image: str) -> None:
         """``region`` will not import ``image`` (any more): once no region will, copies that

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -154,6 +155,19 @@ async def publish_image(cloud: Cloud, job: ImageJob) -> None:
         result.elapsed = time.monotonic() - started
 
 
+def _progress(
+    run: Run, region: str, image: PreparedImage, stage: str
+) -> Callable[[int, float | None], None]:
+    """What a wait tells the caller at each poll: progress, and the time the API says is left
+    (a copy at 0 % is still queued behind others in its source region)."""
+
+    def seen(percent: int, remain: float | None) -> None:
+        now = "queued" if stage == "copy" and percent == 0 else stage
+        run.emit(region, now, f"{percent}%", image.name, progress=percent / 100, remaining=remain)
+
+    return seen
+
+
 async def _already_published(cloud: Cloud, job: ImageJob, info: ImageInfo) -> None:
     """The image is there with this content: update what differs, create nothing."""
     run, region, image, result = job.run, job.region, job.image, job.result
@@ -175,10 +189,25 @@ async def _direct(cloud: Cloud, job: ImageJob, existing: list[ImageInfo]) -> Ima
     assert job.plan.bucket is not None
     key = run.object_key(image)
     uploaded: UploadedCopy | None = None
+    sent = 0
+    shown = -1
+
+    def on_progress(delta: int) -> None:
+        nonlocal sent, shown
+        sent += delta
+        percent = 100 * sent // max(1, image.size)
+        if percent != shown:  # at most a hundred events, whatever the size
+            shown = percent
+            run.emit(region, "upload", f"{sent} of {image.size} bytes", image.name,
+                     progress=sent / max(1, image.size), size=image.size)  # fmt: skip
+
     try:
+        run.emit(region, "upload", "waiting for an upload slot", image.name)
         async with run.upload_slots:
-            run.emit(region, "upload", f"uploading {image.size} bytes", image.name)
-            digest = await cloud.oss.upload_file(region, job.plan.bucket, key, image.path)
+            run.emit(region, "upload", f"uploading {image.size} bytes", image.name, progress=0.0)
+            digest = await cloud.oss.upload_file(
+                region, job.plan.bucket, key, image.path, on_progress=on_progress
+            )
         if digest != image.sha256:
             raise PermanentCloudError(
                 "ContentChanged", f"{image.path} changed while it was being uploaded"
@@ -194,7 +223,7 @@ async def _direct(cloud: Cloud, job: ImageJob, existing: list[ImageInfo]) -> Ima
 async def _relay(cloud: Cloud, job: ImageJob, existing: list[ImageInfo]) -> ImageInfo:
     run, region, image = job.run, job.region, job.image
     assert job.plan.bucket is not None
-    run.emit(region, "relay", "waiting for an uncensored upload", image.name)
+    run.emit(region, "wait", "waiting for an upload to an uncensored region", image.name)
     sources = await run.uploads.wait_for_sources(image.name, run.options.relay_sources)
     if not sources:
         raise RelayError("NoSource", "every upload to an uncensored region failed")
@@ -301,7 +330,7 @@ async def _copy(cloud: Cloud, job: ImageJob, existing: list[ImageInfo]) -> Image
             " from VHD: publish a QCOW2 or RAW image to reach it",
             region=region,
         )
-    run.emit(region, "copy", "waiting for a source image", image.name)
+    run.emit(region, "wait", "waiting for a region to copy it from", image.name)
     retired = False
     failed_sources: set[str] = set()
     for attempt in range(run.first_attempt(region, image.name, "copy"), COPY_ATTEMPTS):
@@ -341,9 +370,11 @@ async def _copy(cloud: Cloud, job: ImageJob, existing: list[ImageInfo]) -> Image
             run.note(region, image.name, "copy", "sent", attempt=attempt, token=token,
                      source=source, source_id=source_id, image_id=new_id)  # fmt: skip
             try:
-                return await cloud.ecs(region).wait_available(new_id, timeout=COPY_TIMEOUT)
+                return await cloud.ecs(region).wait_available(
+                    new_id, timeout=COPY_TIMEOUT, on_sighting=_progress(run, region, image, "copy")
+                )
             except ImageFailedError as exc:
-                run.emit(region, "copy", f"copy failed ({exc.message}); retrying", image.name)
+                run.emit(region, "retry", f"copy failed ({exc.message}); copying again", image.name)
                 failed_sources.add(source)
                 await cloud.ecs(region).delete_image(new_id)
                 run.note(region, image.name, "copy", "failed", attempt=attempt + 1)
@@ -373,11 +404,15 @@ async def _import(ecs: EcsApi, job: ImageJob, bucket: str, key: str) -> ImageInf
         )
         run.note(region, image.name, "import", "sent", attempt=attempt, token=token,
                  image_id=image_id, task_id=task_id)  # fmt: skip
-        run.emit(region, "wait", f"{image_id} importing", image.name)
+        run.emit(region, "import", f"{image_id} importing", image.name)
         try:
-            return await ecs.wait_available(image_id, timeout=IMPORT_TIMEOUT)
+            return await ecs.wait_available(
+                image_id,
+                timeout=IMPORT_TIMEOUT,
+                on_sighting=_progress(run, region, image, "import"),
+            )
         except ImageFailedError as exc:
-            run.emit(region, "import", f"import failed ({exc.message}); retrying", image.name)
+            run.emit(region, "retry", f"import failed ({exc.message}); importing again", image.name)
             await ecs.delete_image(image_id)
             run.note(region, image.name, "import", "failed", attempt=attempt + 1)
     raise ImportExhaustedError(
