@@ -6,7 +6,12 @@ from a worker thread: ``await anyio.to_thread.run_sync(lambda: s3.list_buckets()
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import inspect
+import os
+import ssl
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 
@@ -228,3 +233,91 @@ def oss2_service(sim: Simulator, region: str, *, version: str = "v4", key: Any =
         proxies={"http": sim.proxy_url},
         **extra,
     )
+
+
+# -- HTTPS, configured as users configure the OSS SDKs (README, "HTTPS: any client") ------
+
+
+def oss_v2_credentials(sim: Simulator, signing: str) -> Any:
+    """The environment's OSS key (``signing`` "v4", "v1"), or a new STS key ("v4-sts", ...)."""
+    import alibabacloud_oss_v2 as oss
+
+    if not signing.endswith("-sts"):
+        return oss.credentials.EnvironmentVariableCredentialsProvider()
+    key = temporary_key(sim)
+    return oss.credentials.StaticCredentialsProvider(
+        key.access_key_id, key.secret, key.security_token
+    )
+
+
+def oss_v2_https_config(sim: Simulator, signing: str, region: str) -> Any:
+    """alibabacloud-oss-v2's defaults (the HTTPS endpoint of ``region``), one attempt a call."""
+    import alibabacloud_oss_v2 as oss
+
+    config = oss.config.load_default()
+    config.credentials_provider = oss_v2_credentials(sim, signing)
+    config.region = region
+    config.signature_version = signing.split("-")[0]
+    config.retry_max_attempts = 1
+    return config
+
+
+OssCall = Callable[[str, Any], Awaitable[Any]]
+
+
+@asynccontextmanager
+async def oss_v2_https(config: Any, kind: str, proxy: str = "") -> AsyncIterator[OssCall]:
+    """``call(operation, request)`` on the sync client (in a worker thread) or the asyncio one.
+
+    The sync client finds the proxy and the CA bundle in the environment; the asyncio one gets
+    ``proxy_host``, and a session verifying with the default context. aiohttp built its own
+    default context when first imported, before this test set ``SSL_CERT_FILE``; a process
+    started with the variable, as a user's is, gets exactly this one. Call it with the
+    environment of ``sim.client_env`` set.
+    """
+    import aiohttp
+    import alibabacloud_oss_v2 as oss
+    import alibabacloud_oss_v2.aio as oss_aio
+    from alibabacloud_oss_v2.aio.transport import AioHttpClient
+
+    if kind == "sync":
+        if proxy:
+            config.proxy_host = {"https": proxy}  # the sync client's proxy takes a dict
+        client = oss.Client(config)
+
+        async def call_sync(operation: str, request: Any) -> Any:
+            return await anyio.to_thread.run_sync(lambda: getattr(client, operation)(request))
+
+        yield call_sync
+        return
+    connector = aiohttp.TCPConnector(ssl=ssl.create_default_context())
+    async with aiohttp.ClientSession(connector=connector) as session:
+        config.http_client = AioHttpClient(
+            session=session, proxy_host=proxy or os.environ["HTTPS_PROXY"]
+        )
+        async with oss_aio.AsyncClient(config) as client:
+
+            async def call_async(operation: str, request: Any) -> Any:
+                return await getattr(client, operation)(request)
+
+            yield call_async
+
+
+async def oss_v2_body(result: Any) -> bytes:
+    """The body of a GetObject result (the sync client's reads in a worker thread too)."""
+    if inspect.iscoroutinefunction(result.body.read):
+        return bytes(await result.body.read())
+    return bytes(await anyio.to_thread.run_sync(result.body.read))
+
+
+def urlopen_https(sim: Simulator, url: str) -> tuple[int, bytes]:
+    """Plain urllib over HTTPS through the proxy, trusting the emulator's CA bundle."""
+    opener = urllib.request.build_opener(
+        urllib.request.ProxyHandler({"https": sim.proxy_url}),
+        urllib.request.HTTPSHandler(context=ssl.create_default_context(cafile=sim.ca_bundle_path)),
+    )
+    try:
+        with opener.open(url, timeout=30) as answer:
+            return answer.status, answer.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()

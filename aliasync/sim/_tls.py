@@ -48,6 +48,7 @@ SERVER_LIFETIME = datetime.timedelta(days=30)
 REISSUE_AFTER = datetime.timedelta(days=1)  # long-running emulators renew before expiry
 CACHED_HOSTS = 4096
 CA_NAME = "aliasync emulator CA"
+COMMON_NAME_MAX = 64  # RFC 5280 ub-common-name
 _LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 
 
@@ -207,15 +208,20 @@ class CertificateAuthority:
         """A server certificate for exactly ``host``, valid for :data:`SERVER_LIFETIME`."""
         now = _utcnow()
         ski = self.cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+        # A common name holds at most 64 characters (RFC 5280, ub-common-name), and bucket
+        # hostnames run longer; clients match the subjectAltName, so a longer name gets an
+        # empty subject and, as RFC 5280 4.2.1.6 then requires, a critical subjectAltName.
+        fits = len(host) <= COMMON_NAME_MAX
+        subject = [x509.NameAttribute(NameOID.COMMON_NAME, host)] if fits else []
         return (
             x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)]))
+            .subject_name(x509.Name(subject))
             .issuer_name(self.cert.subject)
             .public_key(public_key)
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(hours=1))
             .not_valid_after(now + SERVER_LIFETIME)
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=not fits)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(_key_usage(ca=False), critical=True)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)

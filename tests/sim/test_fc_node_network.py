@@ -13,11 +13,13 @@ import json
 import anyio
 import pytest
 from alibabacloud_ecs20140526 import models as ecs_models
+from alibabacloud_ecs20140526.client import Client as EcsClient
 
 from aliasync.sim import Simulator, profile
 from tests.clients import boto3_s3, ecs_client, fc_client, put_object
 from tests.sim.test_fc import invoke
 from tests.sim.test_fc_node import REGION, create_node, with_role
+from tests.sim.test_https import boto3_https, tea_https
 
 pytestmark = pytest.mark.anyio
 
@@ -167,10 +169,10 @@ RELAY_ALI_OSS = """
 const crypto = require('crypto');
 const OSS = require('ali-oss');
 exports.handler = async (event, context) => {
-  const { sources, bucket, key, sha256 } = JSON.parse(event.toString());
+  const { sources, bucket, key, sha256, secure } = JSON.parse(event.toString());
   const c = context.credentials;
   const client = new OSS({
-    region: `oss-${context.region}`, internal: true, bucket,
+    region: `oss-${context.region}`, internal: true, secure: Boolean(secure), bucket,
     accessKeyId: c.accessKeyId, accessKeySecret: c.accessKeySecret, stsToken: c.securityToken,
     timeout: 60000,
   });
@@ -203,9 +205,11 @@ async def _relay_sources(sim: Simulator) -> list[str]:
     return urls
 
 
-async def _import_and_digest(sim: Simulator, bucket: str, key: str) -> str:
+async def _import_and_digest(
+    sim: Simulator, bucket: str, key: str, ecs: EcsClient | None = None
+) -> str:
     """ImportImage from the mainland bucket (tea ECS client); the image's content digest."""
-    ecs = ecs_client(sim, REGION)
+    ecs = ecs or ecs_client(sim, REGION)
     mapping = ecs_models.ImportImageRequestDiskDeviceMapping(
         ossbucket=bucket, ossobject=key, format="RAW", disk_image_size=1
     )
@@ -253,3 +257,48 @@ async def test_ali_oss_relay_into_mainland_bucket_then_import(sim: Simulator) ->
     assert "x-fc-error-type" not in headers, body
     assert json.loads(body) == {"status": 200, "size": len(DISK)}
     assert await _import_and_digest(sim, bucket, "disk.raw") == hashlib.sha256(DISK).hexdigest()
+
+
+def _tls_source(sim: Simulator, region: str) -> str:
+    """The disk in a new bucket of an uncensored region, over HTTPS; its presigned https URL."""
+    s3, bucket = boto3_https(sim, region), f"tls-src-{region}"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="disk.raw", Body=DISK)
+    url: str = s3.generate_presigned_url(
+        "get_object", Params={"Bucket": bucket, "Key": "disk.raw"}, ExpiresIn=600
+    )
+    return url
+
+
+async def test_ali_oss_relay_over_https_then_import_over_https(sim: Simulator) -> None:
+    """The HTTPS variant: presigned https sources, ali-oss with ``secure: true`` on the internal
+    endpoint, ImportImage by the tea client over TLS; the image holds the source's bytes."""
+    sources = [
+        await anyio.to_thread.run_sync(_tls_source, sim, region)
+        for region in ("ap-southeast-1", "eu-central-1")
+    ]
+    assert all(url.startswith("https://") for url in sources)
+    bucket = "node-relay-tls"
+    await anyio.to_thread.run_sync(lambda: boto3_https(sim, REGION).create_bucket(Bucket=bucket))
+    client = fc_client(sim, REGION)
+    await create_node(
+        client, "relay-tls", RELAY_ALI_OSS, role=with_role(sim), memory_size=256, timeout=60
+    )
+    event = {"sources": sources, "bucket": bucket, "key": "disk.raw", "secure": True}
+    event["sha256"] = hashlib.sha256(DISK).hexdigest()
+    invoked = sim.clock.now()
+    headers, body = await invoke(client, "relay-tls", json.dumps(event).encode())
+    assert "x-fc-error-type" not in headers, body
+    assert json.loads(body) == {"status": 200, "size": len(DISK)}
+    from_inside = [
+        (r.action, r.region, r.scheme)
+        for r in sim.calls.records
+        if r.service == "oss" and r.at >= invoked and r.origin == REGION
+    ]
+    assert from_inside == [
+        ("GetObject", "ap-southeast-1", "https"), ("PutObject", REGION, "https"),
+    ]  # fmt: skip
+    ecs = tea_https(sim, f"ecs.{REGION}.aliyuncs.com")
+    digest = await _import_and_digest(sim, bucket, "disk.raw", ecs)
+    assert digest == hashlib.sha256(DISK).hexdigest()
+    assert {r.scheme for r in sim.calls.records if r.service == "ecs"} == {"https"}

@@ -21,6 +21,7 @@ pytestmark = pytest.mark.anyio
 
 REGION = "ap-southeast-1"
 KB = 1024
+ODD_KEY = "dir/a b+c.raw"  # encoded differently in paths, V1 and V4 resources, listings
 
 
 @pytest.fixture(params=["v4", "v1", "v4-sts", "v1-sts"])
@@ -43,62 +44,71 @@ def _urlopen(sim: Simulator, url: str) -> tuple[int, bytes]:
         return exc.code, exc.read()
 
 
+def every_operation(bucket: Any, service: Any) -> dict[str, Any]:
+    """Every native operation on a new bucket ``bucket`` (an oss2 Bucket), then its deletion;
+    what the SDK got back (checked by :func:`check_every_operation`)."""
+    odd = ODD_KEY
+    seen: dict[str, Any] = {}
+    name = bucket.bucket_name
+    bucket.create_bucket()
+    seen["info"] = bucket.get_bucket_info().location
+    seen["location"] = bucket.get_bucket_location().location
+    seen["buckets"] = [(b.name, b.location) for b in service.list_buckets(prefix=name).buckets]
+    rule = oss2.models.LifecycleRule(
+        "tmp", "", status=oss2.models.LifecycleRule.ENABLED,
+        expiration=oss2.models.LifecycleExpiration(days=1),
+        abort_multipart_upload=oss2.models.AbortMultipartUpload(days=1),
+    )  # fmt: skip
+    bucket.put_bucket_lifecycle(oss2.models.BucketLifecycle([rule]))
+    seen["rules"] = [
+        (r.id, r.expiration.days, r.abort_multipart_upload.days)
+        for r in bucket.get_bucket_lifecycle().rules
+    ]
+    bucket.put_object(odd, b"0123456789", headers={"x-oss-meta-sha256": "abc"})
+    seen["range"] = bucket.get_object(odd, byte_range=(2, 5)).read()
+    seen["meta"] = bucket.head_object(odd).headers.get("x-oss-meta-sha256")
+    bucket.copy_object(name, odd, "copy")
+    seen["v1"] = [o.key for o in oss2.ObjectIterator(bucket)]
+    seen["v2"] = [o.key for o in oss2.ObjectIteratorV2(bucket, prefix="dir/")]
+    upload_id = bucket.init_multipart_upload("mp/image").upload_id
+    first = bucket.upload_part("mp/image", upload_id, 1, b"a" * (100 * KB))
+    last = bucket.upload_part("mp/image", upload_id, 2, b"end")
+    seen["uploads"] = [u.key for u in bucket.list_multipart_uploads().upload_list]
+    seen["parts"] = [p.part_number for p in bucket.list_parts("mp/image", upload_id).parts]
+    parts = [oss2.models.PartInfo(1, first.etag), oss2.models.PartInfo(2, last.etag)]
+    bucket.complete_multipart_upload("mp/image", upload_id, parts)
+    spare = bucket.init_multipart_upload("mp/spare").upload_id
+    bucket.abort_multipart_upload("mp/spare", spare)
+    seen["size"] = bucket.head_object("mp/image").content_length
+    bucket.delete_object("copy")
+    result = bucket.batch_delete_objects([odd, "mp/image"])
+    seen["deleted"] = sorted(result.deleted_keys)
+    bucket.delete_bucket_lifecycle()
+    bucket.delete_bucket()
+    return seen
+
+
+def check_every_operation(sim: Simulator, region: str, name: str, seen: dict[str, Any]) -> None:
+    """What :func:`every_operation` must have seen, and left behind (nothing)."""
+    assert seen["info"] == seen["location"] == f"oss-{region}"
+    assert seen["buckets"] == [(name, f"oss-{region}")]
+    assert seen["rules"] == [("tmp", 1, 1)]
+    assert (seen["range"], seen["meta"]) == (b"2345", "abc")
+    assert seen["v1"] == ["copy", ODD_KEY] and seen["v2"] == [ODD_KEY]
+    assert (seen["uploads"], seen["parts"]) == (["mp/image"], [1, 2])
+    assert seen["size"] == 100 * KB + 3
+    assert seen["deleted"] == sorted([ODD_KEY, "mp/image"])
+    assert name not in {b["name"] for b in sim.ctx.models["oss"].buckets()}
+    assert sim.ctx.models["oss"].open_uploads() == []
+
+
 async def test_every_operation(sim: Simulator, signing: str) -> None:
     """Buckets, lifecycle, objects, copies, listings, batch delete and multipart, with oss2."""
     opts = _opts(sim, signing)
-    odd = "dir/a b+c.raw"
-
-    def work() -> dict[str, Any]:
-        seen: dict[str, Any] = {}
-        bucket = oss2_bucket(sim, REGION, "o2-every", **opts)
-        bucket.create_bucket()
-        seen["info"] = bucket.get_bucket_info().location
-        seen["location"] = bucket.get_bucket_location().location
-        service = oss2_service(sim, REGION, **opts)
-        seen["buckets"] = [(b.name, b.location) for b in service.list_buckets(prefix="o2-").buckets]
-        rule = oss2.models.LifecycleRule(
-            "tmp", "", status=oss2.models.LifecycleRule.ENABLED,
-            expiration=oss2.models.LifecycleExpiration(days=1),
-            abort_multipart_upload=oss2.models.AbortMultipartUpload(days=1),
-        )  # fmt: skip
-        bucket.put_bucket_lifecycle(oss2.models.BucketLifecycle([rule]))
-        seen["rules"] = [
-            (r.id, r.expiration.days, r.abort_multipart_upload.days)
-            for r in bucket.get_bucket_lifecycle().rules
-        ]
-        bucket.put_object(odd, b"0123456789", headers={"x-oss-meta-sha256": "abc"})
-        seen["range"] = bucket.get_object(odd, byte_range=(2, 5)).read()
-        seen["meta"] = bucket.head_object(odd).headers.get("x-oss-meta-sha256")
-        bucket.copy_object("o2-every", odd, "copy")
-        seen["v1"] = [o.key for o in oss2.ObjectIterator(bucket)]
-        seen["v2"] = [o.key for o in oss2.ObjectIteratorV2(bucket, prefix="dir/")]
-        upload_id = bucket.init_multipart_upload("mp/image").upload_id
-        first = bucket.upload_part("mp/image", upload_id, 1, b"a" * (100 * KB))
-        last = bucket.upload_part("mp/image", upload_id, 2, b"end")
-        seen["uploads"] = [u.key for u in bucket.list_multipart_uploads().upload_list]
-        seen["parts"] = [p.part_number for p in bucket.list_parts("mp/image", upload_id).parts]
-        parts = [oss2.models.PartInfo(1, first.etag), oss2.models.PartInfo(2, last.etag)]
-        bucket.complete_multipart_upload("mp/image", upload_id, parts)
-        spare = bucket.init_multipart_upload("mp/spare").upload_id
-        bucket.abort_multipart_upload("mp/spare", spare)
-        seen["size"] = bucket.head_object("mp/image").content_length
-        bucket.delete_object("copy")
-        result = bucket.batch_delete_objects([odd, "mp/image"])
-        seen["deleted"] = sorted(result.deleted_keys)
-        bucket.delete_bucket_lifecycle()
-        bucket.delete_bucket()
-        return seen
-
-    seen = await anyio.to_thread.run_sync(work)
-    assert seen["info"] == seen["location"] == f"oss-{REGION}"
-    assert seen["buckets"] == [("o2-every", f"oss-{REGION}")]
-    assert seen["rules"] == [("tmp", 1, 1)]
-    assert (seen["range"], seen["meta"]) == (b"2345", "abc")
-    assert seen["v1"] == ["copy", odd] and seen["v2"] == [odd]
-    assert (seen["uploads"], seen["parts"]) == (["mp/image"], [1, 2])
-    assert seen["size"] == 100 * KB + 3
-    assert seen["deleted"] == sorted([odd, "mp/image"])
-    assert sim.ctx.models["oss"].buckets() == [] and sim.ctx.models["oss"].open_uploads() == []
+    bucket = oss2_bucket(sim, REGION, "o2-every", **opts)
+    service = oss2_service(sim, REGION, **opts)
+    seen = await anyio.to_thread.run_sync(every_operation, bucket, service)
+    check_every_operation(sim, REGION, "o2-every", seen)
 
 
 async def test_presigned_and_tampered(sim: Simulator, signing: str) -> None:
