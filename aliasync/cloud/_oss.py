@@ -28,9 +28,10 @@ from aliasync._exceptions import AliasyncError, CloudError, NotFoundError, Perma
 from aliasync.cloud._credentials import Credentials, CredentialSource
 from aliasync.cloud._endpoints import Endpoints
 from aliasync.cloud._oss_native import BucketEntry, OssNative
-from aliasync.cloud._oss_upload import UploadBudget, Uploads, content_md5
+from aliasync.cloud._oss_upload import Uploads
 from aliasync.cloud._retry import DEFAULT, RetryPolicy
 from aliasync.cloud._transport import boundary
+from aliasync.cloud._upload_memory import UploadBudget, content_md5
 
 __all__ = ["BucketEntry", "BucketsForbiddenError", "EmptiedInsideOnlyError", "MiB", "OssApi"]
 

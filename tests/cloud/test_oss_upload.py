@@ -14,7 +14,8 @@ from aliasync._exceptions import PermanentCloudError, TransientCloudError
 from aliasync.cloud._credentials import CredentialSource
 from aliasync.cloud._endpoints import Endpoints
 from aliasync.cloud._oss import OssApi
-from aliasync.cloud._oss_upload import UploadBudget, part_size_for
+from aliasync.cloud._oss_upload import part_size_for
+from aliasync.cloud._upload_memory import UploadBudget
 from aliasync.sim import FaultRule, Simulator, profile
 
 # A lost or leaked lease shows as a hang: fail fast instead.
