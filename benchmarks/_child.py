@@ -45,7 +45,9 @@ def _identity(path: str) -> tuple[int, str]:
     return Path(path).stat().st_size, file_sha256(Path(path))
 
 
-async def _lib(endpoints_file: str, copy_slots: int, paths: list[str]) -> dict[str, Any]:
+async def _lib(
+    endpoints_file: str, copy_slots: int, public: bool, paths: list[str]
+) -> dict[str, Any]:
     from aliasync import ImportOptions, import_images
     from aliasync.cloud._endpoints import Endpoints
 
@@ -55,10 +57,16 @@ async def _lib(endpoints_file: str, copy_slots: int, paths: list[str]) -> dict[s
     report = await import_images(
         paths,
         endpoints=endpoints,
-        options=ImportOptions(name="bench", copy_concurrency=copy_slots),
+        options=ImportOptions(name="bench", copy_concurrency=copy_slots, public=public),
         on_event=lambda e: events.append((time.monotonic(), e.region, e.stage, e.image, e.message)),
     )
-    return {"ready": ready, "end": time.monotonic(), "events": events, "report": report.to_dict()}
+    return {
+        "ready": ready,
+        "end": time.monotonic(),
+        "events": events,
+        "report": report.to_dict(),
+        "run_id": report.run_id,
+    }
 
 
 def _cli(argv: list[str]) -> dict[str, Any]:
@@ -375,7 +383,7 @@ async def _sdk(endpoints_file: str, calls: int, concurrency: int) -> dict[str, A
 def main(argv: list[str]) -> None:
     mode, out, *rest = argv
     if mode == "lib":
-        result = anyio.run(_lib, rest[0], int(rest[1]), rest[2:])
+        result = anyio.run(_lib, rest[0], int(rest[1]), rest[2] == "public", rest[3:])
     elif mode == "cli":
         result = _cli(rest[1:] if rest[:1] == ["--"] else rest)
     elif mode == "calibrate":

@@ -92,8 +92,8 @@ def markdown(results: dict[str, Any]) -> str:
     lines = [
         f"Default region map (30 regions: {_mix(runs[0])}), 4 images, seed {results['seed']}, "
         f"time scale {head}. Virtual seconds from the call of `import_images`. Columns: fault "
-        "profile, and copy slots per source region (one unless said; the importer is told the "
-        "same).",
+        "profile, and copy slots per source region (five unless said, as the current CopyImage "
+        "documentation says; the importer is told the same).",
         "",
         *_table(["", *names], rows),
         "",
@@ -141,6 +141,22 @@ def markdown(results: dict[str, Any]) -> str:
         f"{n} {e['real_seconds_amplified']:.1f} s" for n, e in results["extrapolated"].items()
     )
     lines += ["", f"Real seconds on the critical path (the fitted slope): {slopes}."]
+    runs_at_head = {n: results["runs"][n].get(head) for n in results["runs"]}
+    public, private = runs_at_head.get("default, --public"), runs_at_head.get("default")
+    if public and private:
+        ratio = public["makespan"] / private["makespan"]
+        lines += [
+            "",
+            f"`--public` against the same run without it (default faults, 5 slots): makespan"
+            f" {public['makespan']:.0f} against {private['makespan']:.0f} virtual s, ratio"
+            f" **{ratio:.3f}** (target ≤ 1.02): images are published once no region needs them"
+            " as a copy source.",
+        ]
+    lines += [
+        "",
+        "The headline run (default faults, 5 slots) drawn from its journal by"
+        " `aliasync runs show --timeline`: [timeline.svg](timeline.svg).",
+    ]
     lines += ["", "Each image's upload and relay alone (virtual s at the headline scale):", ""]
     lines += _table(
         ["image", "bytes", "upload", "relay"],
