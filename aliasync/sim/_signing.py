@@ -140,14 +140,16 @@ def _check_skew(signed_at: float, now: float | None) -> None:
         raise ExpiredRequest("the request time differs from the server time by over 15 minutes")
 
 
-def _find_key(lookup: Lookup, access_key_id: str) -> KeyRecord:
+def find_key(lookup: Lookup, access_key_id: str) -> KeyRecord:
+    """The key record of ``access_key_id``; UnknownAccessKey if there is none."""
     record = lookup(access_key_id)
     if record is None:
         raise UnknownAccessKey(f"access key ID {access_key_id[:128]!r} does not exist")
     return record
 
 
-def _check_token(record: KeyRecord, token: str | None) -> None:
+def check_token(record: KeyRecord, token: str | None) -> None:
+    """A temporary key comes with its own security token, a long-lived one with none."""
     if record.security_token is None:
         if token:
             raise InvalidSecurityToken("a security token was sent with a long-lived access key")
@@ -241,7 +243,7 @@ def verify_acs3(
     key_header = _first(hdrs, "x-acs-accesskey-id")
     if key_header is not None and key_header != credential:
         raise MalformedAuth("x-acs-accesskey-id differs from the Authorization credential")
-    record = _find_key(lookup, credential)
+    record = find_key(lookup, credential)
 
     params = _unique_params(query_string)
     # tea-openapi leaves keys unencoded and encodes values with quote(safe='~').
@@ -257,7 +259,7 @@ def verify_acs3(
     if not _same(_sha256_hex(body), content_sha.lower()):
         raise SignatureMismatch("the body does not match x-acs-content-sha256")
     _check_skew(signed_at, now)
-    _check_token(record, _first(hdrs, "x-acs-security-token"))
+    check_token(record, _first(hdrs, "x-acs-security-token"))
     return record
 
 
@@ -276,7 +278,7 @@ def verify_rpc_v1(
     if params.get("SignatureMethod") != "HMAC-SHA1" or params.get("SignatureVersion") != "1.0":
         raise MalformedAuth("SignatureMethod must be HMAC-SHA1 and SignatureVersion 1.0")
     signed_at = _parse_time(stamp, _ISO_EXTENDED, "Timestamp")
-    record = _find_key(lookup, access_key_id)
+    record = find_key(lookup, access_key_id)
 
     canonical = "&".join(
         f"{quote(k, safe='~')}={quote(params[k], safe='~')}" for k in sorted(params)
@@ -288,7 +290,7 @@ def verify_rpc_v1(
     if not _same(base64.b64encode(digest.digest()).decode(), signature):
         raise SignatureMismatch("the HMAC-SHA1 signature does not match")
     _check_skew(signed_at, now)
-    _check_token(record, params.get("SecurityToken"))
+    check_token(record, params.get("SecurityToken"))
     return record
 
 
@@ -375,7 +377,7 @@ def verify_sigv4(
         raise MalformedAuth("the credential scope date differs from X-Amz-Date")
     if "host" not in names:
         raise MalformedAuth("the host header must be signed")
-    record = _find_key(lookup, scope[0])
+    record = find_key(lookup, scope[0])
 
     query = "&".join(
         f"{k}={v}"
@@ -403,5 +405,5 @@ def verify_sigv4(
         raise ExpiredRequest("the presigned URL has expired")
     elif signed_at > current + MAX_SKEW:
         raise ExpiredRequest("the presigned URL is not valid yet")
-    _check_token(record, token)
+    check_token(record, token)
     return record

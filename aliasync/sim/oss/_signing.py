@@ -42,7 +42,8 @@ from aliasync.sim._signing import (
     MalformedTimestamp,
     MissingAuth,
     SignatureMismatch,
-    UnknownAccessKey,
+    check_token,
+    find_key,
 )
 from aliasync.sim._signing import InvalidSecurityToken as InvalidSecurityToken
 
@@ -111,23 +112,6 @@ def oss_scheme(query_string: str, headers: Mapping[str, str]) -> OssScheme:
     if names & {"OSSAccessKeyId", "Signature"}:
         return "v1_query"
     return "none"
-
-
-def _find(lookup: Lookup, access_key_id: str) -> KeyRecord:
-    record = lookup(access_key_id)
-    if record is None:
-        raise UnknownAccessKey(f"access key ID {access_key_id[:128]!r} does not exist")
-    return record
-
-
-def _check_token(record: KeyRecord, token: str | None) -> None:
-    if record.security_token is None:
-        if token:
-            raise InvalidSecurityToken("a security token was sent with a long-lived access key")
-    elif not token:
-        raise InvalidSecurityToken("the temporary access key requires its security token")
-    elif not hmac.compare_digest(record.security_token.encode(), token.encode()):
-        raise InvalidSecurityToken("the security token does not match the access key")
 
 
 def _same(expected: str, given: str) -> bool:
@@ -235,7 +219,7 @@ def _verify_v1(
         signed_at = float(date)
         token = params.get("security-token")
         pairs = [(k, v) for k, v in pairs if k not in ("OSSAccessKeyId", "Expires", "Signature")]
-    record = _find(lookup, access_key_id)
+    record = find_key(lookup, access_key_id)
     text = v1_string_to_sign(method, bucket, key, pairs, hdrs, date)
     if not _same(_v1_signature(record.secret, text), signature):
         raise SignatureMismatch("the OSS V1 signature does not match")
@@ -243,7 +227,7 @@ def _verify_v1(
         _skew(signed_at, now)
     elif _now(now) > signed_at:
         raise ExpiredRequest("the presigned URL has expired")
-    _check_token(record, token)
+    check_token(record, token)
     return record
 
 
@@ -355,7 +339,7 @@ def _verify_v4(
     additional = [h for h in extra.split(";") if h]
     if additional != sorted({h.lower() for h in additional}):
         raise MalformedAuth("AdditionalHeaders must be sorted, distinct lower-case names")
-    record = _find(lookup, scope[0])
+    record = find_key(lookup, scope[0])
     date_scope = "/".join(scope[1:])
     for query in _canonical_queries(pairs, raw):
         canonical = v4_canonical_request(method, bucket, key, query, hdrs, additional, payload)
@@ -371,5 +355,5 @@ def _verify_v4(
         raise ExpiredRequest("the presigned URL has expired")
     elif signed_at > _now(now) + MAX_SKEW:
         raise ExpiredRequest("the presigned URL is not valid yet")
-    _check_token(record, token)
+    check_token(record, token)
     return record
