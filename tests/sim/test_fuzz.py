@@ -432,7 +432,7 @@ async def fuzzed(sim: Simulator) -> AsyncIterator[tuple[Simulator, str]]:
     assert bucket == SOURCE
     client = ecs_client(sim, REGION)
     response = await client.import_image_async(import_request(REGION, bucket, key, "fuzz-image"))
-    await sim.clock.sleep(IMPORT_S)
+    sim.clock.advance(IMPORT_S)
     yield sim, response.body.image_id
 
 
