@@ -15,6 +15,8 @@ from contextlib import contextmanager
 
 import anyio
 
+from aliasync.sim._errors import SimError
+
 
 class Clock:
     """Virtual cloud seconds, running ``time_scale`` times faster than real time, or held.
@@ -56,6 +58,7 @@ class Clock:
         self._held: float | None = None  # the virtual time it is held at
         self._deadlines: list[float] = []  # of the tasks asleep on this clock
         self._waiters: set[anyio.Event] = set()  # woken by any change of the above
+        self._closed = False
 
     def now(self) -> float:
         """Virtual seconds since the emulator started."""
@@ -102,13 +105,26 @@ class Clock:
 
     @property
     def sleepers(self) -> list[float]:
-        """The virtual deadlines of the tasks sleeping on this clock now, soonest first."""
-        return sorted(self._deadlines)
+        """The virtual deadlines of the tasks asleep on this clock, soonest first.
+
+        Only deadlines still ahead: a task whose time has come is waking up, not waiting.
+        """
+        now = self.now()
+        return sorted(d for d in self._deadlines if d > now)
 
     async def wait_for_sleepers(self, count: int = 1) -> None:
-        """Return once at least ``count`` tasks are asleep on this clock."""
-        while len(self._deadlines) < count:
+        """Return once at least ``count`` tasks are asleep on this clock (see :attr:`sleepers`)."""
+        while len(self.sleepers) < count:
             await self._next_change()
+
+    def close(self) -> None:
+        """The emulator is stopping: every sleep, now or later, ends in a 503 at once.
+
+        Otherwise a request asleep on a held (or slow) clock would keep the server's shutdown
+        waiting for it.
+        """
+        self._closed = True
+        self._changed()
 
     async def sleep(self, virtual_seconds: float) -> None:
         """Sleep until the clock has moved ``virtual_seconds`` on (never, while it is held)."""
@@ -119,6 +135,8 @@ class Clock:
         self._changed()
         try:
             while (left := deadline - self.now()) > 0:
+                if self._closed:
+                    raise SimError("ServiceUnavailable", "the emulator is shutting down", 503)
                 if self._held is not None:
                     await self._next_change()
                 else:

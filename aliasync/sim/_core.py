@@ -152,6 +152,7 @@ class Simulator:
         return self
 
     async def stop(self) -> None:
+        self.ctx.clock.close()  # requests asleep on the clock answer now, held or not
         for service in self.services:
             close = getattr(service, "aclose", None) or getattr(service, "close", None)
             if close is not None:

@@ -208,8 +208,12 @@ class SimServer:
         fault = ctx.faults.draw_call_fault(
             route.service, route.action, route.region, route.mutating, now
         )
-        # The call's latency; answered while a test holds the clock, taking no virtual time.
-        await ctx.clock.delay(ctx.faults.api_latency(route.service, route.action, route.region))
+        try:
+            # The call's latency; answered while a test holds the clock, taking no virtual time.
+            await ctx.clock.delay(ctx.faults.api_latency(route.service, route.action, route.region))
+        except SimError as error:  # the emulator is stopping
+            self._log(request, route, error.status, None, error.code)
+            return service.error_response(request, error)
         if fault is not None:
             ctx.faults.record(fault, route.service, route.action, route.region, now)
         if fault == "drop":

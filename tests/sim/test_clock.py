@@ -7,10 +7,13 @@ import asyncio
 import anyio
 import pytest
 from alibabacloud_ecs20140526 import models as m
+from alibabacloud_tea_openapi.exceptions import AlibabaCloudException
 
 from aliasync.sim import PROFILES, Clock, FaultRule, Simulator
-from tests.clients import ecs_client
+from tests.clients import ecs_client, fc_client
 from tests.sim.test_ecs import IMPORT_S, REGION, describe, fails, imported
+from tests.sim.test_fc import REGION as FC_REGION
+from tests.sim.test_fc import create, invoke
 from tests.virtualtime import VirtualTimeLoop
 
 pytestmark = pytest.mark.anyio
@@ -157,3 +160,29 @@ async def test_virtual_seconds_are_slept_as_real_ones_divided_by_the_scale() -> 
     await clock.sleep(5.0)
     assert loop.time() - before[0] == pytest.approx(0.005)
     assert clock.now() - before[1] == pytest.approx(5.0)
+
+
+async def test_stopping_the_emulator_ends_what_sleeps_on_a_held_clock() -> None:
+    """A call asleep on the held clock (a cold start) gets 503 when the emulator stops."""
+    slow_start = PROFILES["none"].with_(cold_start_seconds=3600.0)
+    sim = await Simulator(seed=0, profile=slow_start).start()
+    try:
+        client = fc_client(sim, FC_REGION)
+        await create(client, "sleepy")
+        sim.clock.pause()
+        errors: list[AlibabaCloudException] = []
+
+        async def call() -> None:
+            with pytest.raises(AlibabaCloudException) as info:
+                await invoke(client, "sleepy")
+            errors.append(info.value)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(call)
+            await sim.clock.wait_for_sleepers()
+            await sim.stop()
+    finally:
+        await sim.stop()
+    (error,) = errors
+    assert (error.status_code, error.code) == (503, "ServiceUnavailable")
+    assert sim.ctx.models["fc"].functions()[0]["invocations"] == 1
