@@ -211,9 +211,9 @@ class SimServer:
         try:
             # The call's latency; answered while a test holds the clock, taking no virtual time.
             await ctx.clock.delay(ctx.faults.api_latency(route.service, route.action, route.region))
-        except SimError as error:  # the emulator is stopping
-            self._log(request, route, error.status, None, error.code)
-            return service.error_response(request, error)
+        except SimError as stopping:  # the emulator is shutting down
+            self._log(request, route, stopping.status, None, stopping.code)
+            return service.error_response(request, stopping)
         if fault is not None:
             ctx.faults.record(fault, route.service, route.action, route.region, now)
         if fault == "drop":
