@@ -293,6 +293,12 @@ async def test_import_client_token_is_idempotent(sim: Simulator) -> None:
         )
     )
     assert (error.code, error.status_code) == ("IdempotentParameterMismatch", 400)
+    # Introspection: the token, its image, answered twice (the mismatch is no answer).
+    seen = sim.ctx.models["ecs"].client_tokens()
+    assert seen == [
+        {"action": "ImportImage", "region": REGION, "token": "token-1",
+         "image_id": first.body.image_id, "answers": 2}
+    ]  # fmt: skip
 
 
 async def test_import_needs_the_import_role(sim: Simulator) -> None:
