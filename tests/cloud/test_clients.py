@@ -299,6 +299,7 @@ async def test_failed_and_slow_imports_are_reported(tmp_path: Path) -> None:
         async with OssApi(endpoints, credentials) as oss:
             await oss.create_bucket("ap-southeast-1", "aliasync-fail")
             await oss.upload_file("ap-southeast-1", "aliasync-fail", "disk.raw", path)
+            sim.clock.pause()  # both imports Creating until the first wait has timed out
             ids = []
             for n in (1, 2):
                 image_id, task_id = await ecs.import_image(
@@ -309,6 +310,7 @@ async def test_failed_and_slow_imports_are_reported(tmp_path: Path) -> None:
                 ids.append((image_id, task_id))
             with pytest.raises(ImageTimeoutError):
                 await ecs.wait_available(ids[0][0], timeout=5, task_id=ids[0][1])
+            sim.clock.advance(200)  # the imports' 180 s are over: both have failed
             with pytest.raises(ImageFailedError):
                 await ecs.wait_available(ids[1][0], timeout=3600, task_id=ids[1][1])
             await oss.delete_bucket("ap-southeast-1", "aliasync-fail")
