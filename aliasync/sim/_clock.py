@@ -57,7 +57,10 @@ class Clock:
         self._base = 0.0
         self._held: float | None = None  # the virtual time it is held at
         self._deadlines: list[float] = []  # of the tasks asleep on this clock
-        self._waiters: set[anyio.Event] = set()  # woken by any change of the above
+        # Woken when time is held, moved or closed (the sleepers), and also when a sleep begins
+        # or ends (wait_for_sleepers): a sleep beginning does not wake every other sleeper.
+        self._on_time: set[anyio.Event] = set()
+        self._on_sleepers: set[anyio.Event] = set()
         self._closed = False
 
     def now(self) -> float:
@@ -74,13 +77,13 @@ class Clock:
         """Stop virtual time where it is (no effect if it is already held)."""
         if self._held is None:
             self._held = self.now()
-            self._changed()
+            self._time_changed()
 
     def resume(self) -> None:
         """Let virtual time run on from where it was held."""
         if self._held is not None:
             self._base, self._origin, self._held = self._held, self._source(), None
-            self._changed()
+            self._time_changed()
 
     @contextmanager
     def frozen(self) -> Iterator[Clock]:
@@ -101,7 +104,7 @@ class Clock:
             self._held += virtual_seconds
         else:
             self._base += virtual_seconds
-        self._changed()
+        self._time_changed()
 
     @property
     def sleepers(self) -> list[float]:
@@ -115,7 +118,7 @@ class Clock:
     async def wait_for_sleepers(self, count: int = 1) -> None:
         """Return once at least ``count`` tasks are asleep on this clock (see :attr:`sleepers`)."""
         while len(self.sleepers) < count:
-            await self._next_change()
+            await _next(self._on_sleepers)
 
     def close(self) -> None:
         """The emulator is stopping: every sleep, now or later, ends in a 503 at once.
@@ -124,7 +127,7 @@ class Clock:
         waiting for it.
         """
         self._closed = True
-        self._changed()
+        self._time_changed()
 
     async def sleep(self, virtual_seconds: float) -> None:
         """Sleep until the clock has moved ``virtual_seconds`` on (never, while it is held)."""
@@ -132,21 +135,21 @@ class Clock:
             return
         deadline = self.now() + virtual_seconds
         self._deadlines.append(deadline)
-        self._changed()
+        _wake(self._on_sleepers)
         try:
             while (left := deadline - self.now()) > 0:
                 if self._closed:
                     raise SimError("ServiceUnavailable", "the emulator is shutting down", 503)
                 if self._held is not None:
-                    await self._next_change()
+                    await _next(self._on_time)
                 else:
                     with anyio.move_on_after(left / self.time_scale) as slept:
-                        await self._next_change()
+                        await _next(self._on_time)
                     if slept.cancelled_caught:
                         break  # the whole time passed (now() may round a hair short of it)
         finally:
             self._deadlines.remove(deadline)
-            self._changed()
+            _wake(self._on_sleepers)
 
     async def delay(self, virtual_seconds: float) -> None:
         """Take this long to answer a call: on the clock, or in real time while it is held.
@@ -163,16 +166,24 @@ class Clock:
     def to_real(self, virtual_seconds: float) -> float:
         return virtual_seconds / self.time_scale
 
-    async def _next_change(self) -> None:
-        # An event per waiter, made in its own task: nothing here outlives one event loop.
-        event = anyio.Event()
-        self._waiters.add(event)
-        try:
-            await event.wait()
-        finally:
-            self._waiters.discard(event)
+    def _time_changed(self) -> None:
+        _wake(self._on_time)
+        _wake(self._on_sleepers)
 
-    def _changed(self) -> None:
-        waiters, self._waiters = self._waiters, set()
-        for event in waiters:
-            event.set()
+
+async def _next(waiters: set[anyio.Event]) -> None:
+    """Wait until ``waiters`` are woken. An event per waiter, made in its own task: nothing
+    here outlives one event loop."""
+    event = anyio.Event()
+    waiters.add(event)
+    try:
+        await event.wait()
+    finally:
+        waiters.discard(event)
+
+
+def _wake(waiters: set[anyio.Event]) -> None:
+    woken = list(waiters)
+    waiters.clear()
+    for event in woken:
+        event.set()
