@@ -75,6 +75,17 @@ class Simulator:
 
     ``community_terms=False`` is an account that has not accepted the community-image terms:
     publishing is refused until ``sim.ctx.community_terms`` is set (the console step).
+
+    Time: the cloud's durations are virtual seconds on ``sim.clock``, running ``time_scale``
+    times faster than real time. A test that looks at a state in the middle of a task holds
+    the clock rather than racing it, and moves it on deterministically::
+
+        sim.clock.pause()          # or: with sim.clock.frozen(): ...
+        ...                        # start an import: it is Creating for as long as we look
+        sim.clock.advance(200)     # and Available now, whatever the machine's speed
+
+    ``clock=Clock(...)`` gives the emulator a clock of the caller's (``time_scale`` is then
+    the clock's), e.g. one reading a virtual-time event loop. See :class:`Clock`.
     """
 
     def __init__(
@@ -93,6 +104,7 @@ class Simulator:
         data_dir: str | Path | None = None,
         ca_dir: str | Path | None = None,
         community_terms: bool = True,
+        clock: Clock | None = None,
     ) -> None:
         fault_profile = named_profile(profile) if isinstance(profile, str) else profile
         region_map = regions if isinstance(regions, RegionMap) else RegionMap.load(regions)
@@ -103,7 +115,7 @@ class Simulator:
         self.access_key_secret = access_key_secret or secrets.token_urlsafe(22)
         self.ca = CertificateAuthority.load_or_create(Path(ca_dir) if ca_dir else data / "ca")
         self.ctx = SimContext(
-            clock=Clock(time_scale),
+            clock=clock or Clock(time_scale),
             regions=region_map,
             keys=KeyStore(self.access_key_id, self.access_key_secret),
             faults=FaultEngine(fault_profile, seed),
@@ -140,6 +152,7 @@ class Simulator:
         return self
 
     async def stop(self) -> None:
+        self.ctx.clock.close()  # requests asleep on the clock answer now, held or not
         for service in self.services:
             close = getattr(service, "aclose", None) or getattr(service, "close", None)
             if close is not None:
@@ -321,5 +334,6 @@ class Simulator:
         # The HTTP view never shows the access key: the endpoints file does, to its owner only.
         return {**self.endpoints, "credentials": "(in the endpoints file)"}
 
-    def _time(self) -> dict[str, float]:
-        return {"now": self.clock.now(), "time_scale": self.clock.time_scale}
+    def _time(self) -> dict[str, float | bool]:
+        clock = self.clock
+        return {"now": clock.now(), "time_scale": clock.time_scale, "paused": clock.paused}

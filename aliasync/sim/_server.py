@@ -209,7 +209,12 @@ class SimServer:
         fault = ctx.faults.draw_call_fault(
             route.service, route.action, route.region, route.mutating, now
         )
-        await ctx.clock.sleep(ctx.faults.api_latency(route.service, route.action, route.region))
+        try:
+            # The call's latency; answered while a test holds the clock, taking no virtual time.
+            await ctx.clock.delay(ctx.faults.api_latency(route.service, route.action, route.region))
+        except SimError as stopping:  # the emulator is shutting down
+            self._log(request, route, stopping.status, None, stopping.code)
+            return service.error_response(request, stopping)
         if fault is not None:
             ctx.faults.record(fault, route.service, route.action, route.region, now)
         if fault == "drop":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -28,12 +29,28 @@ def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str
     )
 
 
+def table_rows(output: str) -> dict[str, list[str]]:
+    """The cells of each row of the tables printed, by their first cell."""
+    rows = {}
+    for line in output.splitlines():
+        if line.startswith("│"):
+            cells = [cell.strip() for cell in line.strip("│").split("│")]
+            rows[cells[0]] = cells
+    return rows
+
+
 def test_sim_import_of_the_examples_succeeds_and_prints_a_table() -> None:
-    """`import --sim` publishes the example images and prints each region's image ID."""
+    """`import --sim` publishes the example image and prints each region's own image ID,
+    the strategy that got it there and its status."""
     done = run_cli("import", "--sim", "-r", "ap-southeast-1", "-r", "cn-heyuan", str(BIOS))
     assert done.returncode == 0, done.stderr
-    assert "ap-southeast-1" in done.stdout and "cn-heyuan" in done.stdout
-    assert done.stdout.count(" m-") >= 2
+    rows = table_rows(done.stdout)
+    direct, copied = rows["ap-southeast-1"], rows["cn-heyuan"]
+    for row in (direct, copied):  # region, name, family, image ID, strategy, elapsed, status
+        assert re.fullmatch(r"ipxe-\d{8}", row[1]) and row[2] == "ipxe", row
+        assert re.fullmatch(r"m-[a-z0-9]{20}", row[3]) and row[6] == "ok", row
+    assert direct[3] != copied[3]  # an image of its own in each region
+    assert (direct[4], copied[4]) == ("direct", "copy from ap-southeast-1")
 
 
 def test_json_output_is_machine_readable() -> None:
@@ -81,11 +98,20 @@ def test_bad_image_input_gives_one_clear_line_and_exit_2(
     assert "Traceback" not in done.stderr
 
 
-def test_bad_name_is_refused_before_any_cloud_call() -> None:
-    """An image name that breaks the ECS rules is a usage error (exit 2)."""
-    done = run_cli("import", "--sim", "-n", "aliyun-forbidden", str(BIOS))
+async def test_bad_name_is_refused_before_any_cloud_call(tmp_path: Path) -> None:
+    """An image name that breaks the ECS rules is a usage error (exit 2): the cloud never
+    hears of the run."""
+    async with Simulator(seed=1, profile="none") as sim:
+        endpoints = sim.write_endpoints(tmp_path / "endpoints.json")
+        done = await anyio.run_process(
+            [sys.executable, "-m", "aliasync", "import", "--endpoints", str(endpoints),
+             "-n", "aliyun-forbidden", str(BIOS)],
+            check=False,
+        )  # fmt: skip
+        assert sim.calls.count() == 0 and sim.connections_accepted == 0
+    stderr = done.stderr.decode()
     assert done.returncode == 2
-    assert "aliyun" in done.stderr and "Traceback" not in done.stderr
+    assert "aliyun" in stderr and "Traceback" not in stderr
 
 
 @pytest.mark.parametrize("option", ["--copy-concurrency", "--upload-concurrency"])
@@ -115,12 +141,13 @@ async def test_ctrl_c_removes_temporary_resources(tmp_path: Path) -> None:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )  # fmt: skip
+        oss, fc = sim.ctx.models["oss"], sim.ctx.models["fc"]
         async with process:
-            # Wait until the run has created temporary resources, then interrupt it.
-            with anyio.fail_after(60):
-                while not sim.ctx.models["oss"].buckets():  # noqa: ASYNC110 (polls the emulator's state)
-                    await anyio.sleep(0.1)
-            await anyio.sleep(1.0)
+            # Wait until the run has made temporary buckets and a relay function (the
+            # emulator's state, not a duration), then interrupt it.
+            with anyio.fail_after(120):
+                while not (oss.buckets() and fc.functions()):  # noqa: ASYNC110
+                    await anyio.sleep(0.05)
             process.send_signal(signal.SIGINT)
             with anyio.fail_after(120):
                 code = await process.wait()

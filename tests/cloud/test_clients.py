@@ -52,6 +52,14 @@ def _random_file(path: Path, size: int, seed: int) -> str:
     return digest.hexdigest()
 
 
+def _shared_with(sim: Simulator, region: str, image_id: str) -> list[str]:
+    """The accounts the emulator's ECS shares the image with."""
+    images = sim.ctx.models["ecs"].snapshot()["regions"][region]["images"]
+    (image,) = [i for i in images if i["id"] == image_id]
+    accounts: list[str] = image["shared_accounts"]
+    return accounts
+
+
 def _full_text(exc: BaseException) -> str:
     """str, repr and the whole formatted traceback, causes included: what a log could show."""
     return "\n".join([str(exc), repr(exc), *traceback.format_exception(exc)])
@@ -88,7 +96,8 @@ async def test_unknown_key_is_not_mistaken_for_a_missing_resource(sim: Simulator
 
 
 async def test_deletes_of_missing_things_succeed(sim: Simulator) -> None:
-    """Deleting an image, snapshot, bucket or function that does not exist is a success."""
+    """Deleting an image, snapshot, bucket or function that does not exist is a success: the
+    delete is sent, the cloud says it is not there, and that is taken as done."""
     endpoints, credentials = _clients(sim)
     ecs = EcsApi(endpoints, credentials, "cn-hangzhou")
     await ecs.delete_image("m-doesnotexist0000001")
@@ -99,6 +108,17 @@ async def test_deletes_of_missing_things_succeed(sim: Simulator) -> None:
     await FcApi(endpoints, credentials, account_id=sim.account_id).delete_function(
         "cn-hangzhou", "aliasync-never-created"
     )
+    answered = {
+        (r.action, r.status, r.error)
+        for r in sim.calls.records
+        if r.action in ("DeleteImage", "DeleteSnapshot", "DeleteBucket", "DeleteFunction")
+    }
+    assert answered == {
+        ("DeleteImage", 404, "InvalidImageId.NotFound"),
+        ("DeleteSnapshot", 404, "InvalidSnapshotId.NotFound"),
+        ("DeleteBucket", 404, "NoSuchBucket"),
+        ("DeleteFunction", 404, "FunctionNotFound"),
+    }
 
 
 def test_redact_masks_presigned_signatures_and_tokens() -> None:
@@ -243,7 +263,9 @@ async def test_image_lifecycle(sim: Simulator, tmp_path: Path) -> None:
     accounts = [str(1000000000000000 + n) for n in range(12)]
     await sg.set_sharing(image_id, add_accounts=accounts)
     assert sim.calls.count("ModifyImageSharePermission") == 2  # 10 + 2
+    assert _shared_with(sim, "ap-southeast-1", image_id) == accounts  # ten per call, all 12
     await sg.set_sharing(image_id, remove_accounts=accounts)
+    assert _shared_with(sim, "ap-southeast-1", image_id) == []
     (found,) = await sg.find_images(family="ipxe-uefi-x86-64")
     assert found.image_id == image_id and found.family == "ipxe-uefi-x86-64"
     copy_id = await sg.copy_image(
@@ -277,6 +299,7 @@ async def test_failed_and_slow_imports_are_reported(tmp_path: Path) -> None:
         async with OssApi(endpoints, credentials) as oss:
             await oss.create_bucket("ap-southeast-1", "aliasync-fail")
             await oss.upload_file("ap-southeast-1", "aliasync-fail", "disk.raw", path)
+            sim.clock.pause()  # both imports Creating until the first wait has timed out
             ids = []
             for n in (1, 2):
                 image_id, task_id = await ecs.import_image(
@@ -287,6 +310,7 @@ async def test_failed_and_slow_imports_are_reported(tmp_path: Path) -> None:
                 ids.append((image_id, task_id))
             with pytest.raises(ImageTimeoutError):
                 await ecs.wait_available(ids[0][0], timeout=5, task_id=ids[0][1])
+            sim.clock.advance(200)  # the imports' 180 s are over: both have failed
             with pytest.raises(ImageFailedError):
                 await ecs.wait_available(ids[1][0], timeout=3600, task_id=ids[1][1])
             await oss.delete_bucket("ap-southeast-1", "aliasync-fail")

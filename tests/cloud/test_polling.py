@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from itertools import pairwise
 
 import anyio
@@ -15,8 +17,9 @@ from aliasync.cloud._credentials import CredentialSource
 from aliasync.cloud._ecs import EcsApi, ImageInfo, ImageTimeoutError, _remain_time
 from aliasync.cloud._endpoints import Endpoints
 from aliasync.cloud._polling import CEILING, MIN_INTERVAL, PollSchedule, Sighting
-from aliasync.sim import PROFILES, Simulator
-from tests.clients import put_object
+from aliasync.sim import PROFILES, Clock, FaultProfile, Simulator
+from tests.clients import aio_s3, inside_proxy
+from tests.virtualtime import VirtualTimeLoop
 
 POLLS = 10  # the criterion: at most this many polls per wait, however long the wait
 LAG = 10.0  # cloud seconds from Available to the importer knowing it
@@ -186,10 +189,28 @@ def test_remain_time_is_read_from_the_slowest_disk() -> None:
 
 # -- against the emulator ------------------------------------------------------------------------
 
-# Slow enough that real call latency (a few ms) stays small in cloud seconds, fast enough that a
-# 15-minute copy takes about 4 real seconds.
-SCALE = 250.0
+# The event loop runs on virtual time and the emulator's clock reads it: aliasync's sleeps and the
+# cloud's minutes pass without real waiting, and every call takes the same cloud time however
+# fast the machine is. So the numbers below are what the polling chose, not what the machine did.
 REGION, OTHER, THIRD = "ap-southeast-1", "eu-central-1", "us-west-1"
+BUCKET = "aliasync-polling"
+
+
+@pytest.fixture
+def anyio_backend() -> tuple[str, dict[str, object]]:
+    return "asyncio", {"loop_factory": VirtualTimeLoop}
+
+
+@asynccontextmanager
+async def _emulator(faults: FaultProfile = PROFILES["none"]) -> AsyncIterator[Simulator]:
+    """An emulator whose cloud seconds are the virtual event loop's seconds (time scale 1)."""
+    loop_clock = Clock(1.0, source=asyncio.get_running_loop().time)
+    async with Simulator(seed=0, profile=faults, clock=loop_clock) as sim:
+        # The source image's bytes, by an asyncio client: no worker thread runs beside the clock.
+        async with aio_s3(sim, REGION, internal=True, proxy=inside_proxy(sim, REGION)) as s3:
+            await s3.create_bucket(Bucket=BUCKET)
+            await s3.put_object(Bucket=BUCKET, Key="disk.raw", Body=b"\0" * 4096 + b"polling")
+        yield sim
 
 
 def _api(sim: Simulator, region: str) -> EcsApi:
@@ -198,10 +219,9 @@ def _api(sim: Simulator, region: str) -> EcsApi:
 
 
 async def _start_import(sim: Simulator, name: str) -> tuple[EcsApi, str, str]:
-    await put_object(sim, REGION, "aliasync-polling", "disk.raw", b"\0" * 4096 + b"polling")
     ecs = _api(sim, REGION)
     image_id, task_id = await ecs.import_image(
-        name=name, bucket="aliasync-polling", key="disk.raw", disk_image_size_gib=1,
+        name=name, bucket=BUCKET, key="disk.raw", disk_image_size_gib=1,
         boot_mode="BIOS", architecture="x86_64", client_token=f"tok-{name}",
     )  # fmt: skip
     return ecs, image_id, task_id
@@ -227,7 +247,7 @@ async def _copy(sim: Simulator, source: EcsApi, source_id: str, dest: str) -> st
 @pytest.mark.anyio
 async def test_an_import_wait_polls_few_times_and_notices_at_once() -> None:
     """A 3-minute ImportImage wait: ≤ 10 DescribeImages calls, Available noticed ≤ 10 s late."""
-    async with Simulator(seed=0, profile="none", time_scale=SCALE) as sim:
+    async with _emulator() as sim:
         ecs, image_id, task_id = await _start_import(sim, "poll-import")
         polls, lag = await _wait(sim, ecs, image_id, task_id=task_id)
     assert 2 <= polls <= POLLS
@@ -237,7 +257,7 @@ async def test_an_import_wait_polls_few_times_and_notices_at_once() -> None:
 @pytest.mark.anyio
 async def test_a_copy_wait_polls_few_times_and_notices_at_once() -> None:
     """A 15-minute CopyImage wait: ≤ 10 DescribeImages calls, Available noticed ≤ 10 s late."""
-    async with Simulator(seed=0, profile="none", time_scale=SCALE) as sim:
+    async with _emulator() as sim:
         ecs, image_id, _ = await _start_import(sim, "poll-source")
         await ecs.wait_available(image_id, timeout=3600.0)
         copy_id = await _copy(sim, ecs, image_id, OTHER)
@@ -249,8 +269,7 @@ async def test_a_copy_wait_polls_few_times_and_notices_at_once() -> None:
 @pytest.mark.anyio
 async def test_a_queued_copy_polls_few_times_and_notices_at_once() -> None:
     """Two copies for one source slot: the second waits 15 min queued, 30 in all; ≤ 10 polls."""
-    profile = PROFILES["none"].with_(copy_concurrency=1)
-    async with Simulator(seed=0, profile=profile, time_scale=SCALE) as sim:
+    async with _emulator(PROFILES["none"].with_(copy_concurrency=1)) as sim:
         # Two source images: one image is copied once at a time (ImageCopyConflict).
         ecs, image_id, _ = await _start_import(sim, "poll-queued")
         _, other_id, _ = await _start_import(sim, "poll-queued-2")
@@ -277,7 +296,7 @@ async def test_a_queued_copy_polls_few_times_and_notices_at_once() -> None:
 @pytest.mark.anyio
 async def test_the_timeout_still_ends_the_wait_on_time() -> None:
     """A 60 s timeout on a 3-minute import raises ImageTimeoutError at ~60 s after ≤ 3 polls."""
-    async with Simulator(seed=0, profile="none", time_scale=SCALE) as sim:
+    async with _emulator() as sim:
         ecs, image_id, task_id = await _start_import(sim, "poll-timeout")
         before, began = sim.calls.count("DescribeImages", REGION), sim.clock.now()
         with pytest.raises(ImageTimeoutError):

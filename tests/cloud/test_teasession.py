@@ -67,9 +67,23 @@ def _cloud_calls(cloud: Cloud, n: int = CALLS) -> Callable[[], Awaitable[None]]:
     return calls
 
 
-def _open_client_sessions() -> list[aiohttp.ClientSession]:
-    gc.collect()
-    return [o for o in gc.get_objects() if isinstance(o, aiohttp.ClientSession) and not o.closed]
+@pytest.fixture
+def sessions(monkeypatch: pytest.MonkeyPatch) -> list[aiohttp.ClientSession]:
+    """Every aiohttp session made while the test runs (by aliasync, darabonba or anyone),
+    recorded as it is made: sessions other tests left open are not counted."""
+    made: list[aiohttp.ClientSession] = []
+    make = aiohttp.ClientSession.__init__
+
+    def recording(self: aiohttp.ClientSession, *args: Any, **kwargs: Any) -> None:
+        make(self, *args, **kwargs)
+        made.append(self)
+
+    monkeypatch.setattr(aiohttp.ClientSession, "__init__", recording)
+    return made
+
+
+def _still_open(sessions: list[aiohttp.ClientSession]) -> list[aiohttp.ClientSession]:
+    return [session for session in sessions if not session.closed]
 
 
 async def test_calls_through_a_cloud_reuse_one_connection(sim: Simulator) -> None:
@@ -122,7 +136,9 @@ async def test_tasks_started_inside_a_cloud_share_its_session(sim: Simulator) ->
         await cloud.aclose()
 
 
-async def test_two_clouds_and_a_close_from_another_task(sim: Simulator) -> None:
+async def test_two_clouds_and_a_close_from_another_task(
+    sim: Simulator, sessions: list[aiohttp.ClientSession]
+) -> None:
     """Nested Clouds, closed out of order and from another task: calls keep working."""
     first, second = await _open(sim), await _open(sim)
     try:
@@ -135,30 +151,33 @@ async def test_two_clouds_and_a_close_from_another_task(sim: Simulator) -> None:
         await first.aclose()
     # No open Cloud left: darabonba's own path, a connection per call, and still correct.
     assert await _new_connections(sim, _cloud_calls(first, 10)) >= 9
-    assert _open_client_sessions() == []
+    assert len(sessions) >= 2 + 9  # the Clouds' two, darabonba's one per call
+    assert _still_open(sessions) == []
 
 
 async def test_aclose_closes_the_session_without_warnings(
-    sim: Simulator, recwarn: pytest.WarningsRecorder
+    sim: Simulator, recwarn: pytest.WarningsRecorder, sessions: list[aiohttp.ClientSession]
 ) -> None:
     """After Cloud.aclose no aiohttp session is left open and nothing warns of one unclosed."""
     cloud = await _open(sim)
     await _cloud_calls(cloud, 3)()
-    assert len(_open_client_sessions()) == 1
+    assert len(sessions) == 1 and _still_open(sessions) == sessions  # one, shared, open
     await cloud.aclose()
     await cloud.aclose()  # idempotent
-    assert _open_client_sessions() == []
-    del cloud
-    gc.collect()
+    assert _still_open(sessions) == []
+    del cloud, sessions[:]
+    gc.collect()  # an unclosed session would warn as it is collected
     assert not [w for w in recwarn if "nclosed" in str(w.message)]
 
 
-async def test_open_that_fails_leaves_no_session(sim: Simulator) -> None:
+async def test_open_that_fails_leaves_no_session(
+    sim: Simulator, sessions: list[aiohttp.ClientSession]
+) -> None:
     """A Cloud.open whose STS call fails closes the session it had started."""
     endpoints = Endpoints.from_dict({**sim.endpoints, "sts": "sts.nowhere.example"})
     with pytest.raises(TransientCloudError), anyio.fail_after(30):
         await Cloud.open(endpoints)
-    assert _open_client_sessions() == []
+    assert sessions and _still_open(sessions) == []
 
 
 # -- errors map exactly as they did ------------------------------------------------------------
@@ -178,41 +197,41 @@ async def _failure(call: Callable[[], Awaitable[object]]) -> tuple[Any, ...]:
     return kind, "_send" in frames
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
 async def test_failures_map_to_the_same_errors_inside_and_outside(sim: Simulator) -> None:
     """Dropped connection, refused connection, read timeout: same aliasync errors either way."""
-    port = _free_port()
-    slow_profile = PROFILES["none"].with_(api_latency_median=0.5, api_latency_sigma=0.0)
-    async with Simulator(profile=slow_profile, time_scale=1.0) as slow:
-        ecs_request = ecs_models.DescribeRegionsRequest()
-        scenarios: dict[str, Callable[[], Awaitable[object]]] = {
-            # Guangzhou has no Function Compute: the emulator drops the connection.
-            "dropped": lambda: fc_client(sim, "cn-guangzhou").list_functions_async(
-                fc_models.ListFunctionsRequest(limit=1)
-            ),
-            "refused": lambda: ecs_client(
-                sim, "cn-hangzhou", http_proxy=f"http://127.0.0.1:{port}"
-            ).describe_regions_async(ecs_request),
-            "read timeout": lambda: ecs_client(
-                slow, "cn-hangzhou"
-            ).describe_regions_with_options_async(ecs_request, RuntimeOptions(read_timeout=100)),
-        }
-        outside = {name: await _failure(call) for name, call in scenarios.items()}
-        cloud = await _open(sim)
-        try:
-            inside = {name: await _failure(call) for name, call in scenarios.items()}
-        finally:
-            await cloud.aclose()
+    # A port bound and never listened on refuses connections, and nobody else can take it
+    # while the test holds it (a port closed after picking it could be anyone's by then).
+    with socket.socket() as closed_port:
+        closed_port.bind(("127.0.0.1", 0))
+        port: int = closed_port.getsockname()[1]
+        slow_profile = PROFILES["none"].with_(api_latency_median=0.5, api_latency_sigma=0.0)
+        async with Simulator(profile=slow_profile, time_scale=1.0) as slow:
+            ecs_request = ecs_models.DescribeRegionsRequest()
+            scenarios: dict[str, Callable[[], Awaitable[object]]] = {
+                # Guangzhou has no Function Compute: the emulator drops the connection.
+                "dropped": lambda: fc_client(sim, "cn-guangzhou").list_functions_async(
+                    fc_models.ListFunctionsRequest(limit=1)
+                ),
+                "refused": lambda: ecs_client(
+                    sim, "cn-hangzhou", http_proxy=f"http://127.0.0.1:{port}"
+                ).describe_regions_async(ecs_request),
+                "read timeout": lambda: ecs_client(
+                    slow, "cn-hangzhou"
+                ).describe_regions_with_options_async(
+                    ecs_request, RuntimeOptions(read_timeout=100)
+                ),
+            }
+            outside = {name: await _failure(call) for name, call in scenarios.items()}
+            cloud = await _open(sim)
+            try:
+                inside = {name: await _failure(call) for name, call in scenarios.items()}
+            finally:
+                await cloud.aclose()
     for name in scenarios:
         assert outside[name][0] == inside[name][0], name
         assert issubclass(inside[name][0][0], TransientCloudError), name
         assert (outside[name][1], inside[name][1]) == (False, True), name  # the path taken
+    assert outside["refused"][0][4] is aiohttp.ClientProxyConnectionError  # refused, truly
 
 
 async def test_injected_faults_are_still_retried(tmp_path: Path) -> None:

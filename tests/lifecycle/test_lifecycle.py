@@ -29,7 +29,7 @@ from aliasync.lifecycle._release import architecture, dokuwiki, markdown
 from aliasync.lifecycle._setup import setup_account
 from aliasync.pipeline._state import CapabilityCache
 from aliasync.sim import Simulator
-from tests.importing import BIOS, UEFI, assert_no_leaks, images_named, run_import
+from tests.importing import ARM64, BIOS, UEFI, assert_no_leaks, images_named, run_import
 
 pytestmark = pytest.mark.anyio
 
@@ -107,17 +107,29 @@ async def test_unknown_name_and_region_are_usage_errors(sim: Simulator, cloud: C
 
 
 async def test_prune_keeps_newest_per_group(sim: Simulator, cloud: Cloud) -> None:
-    """prune keeps the newest N per (family, arch, public); dry run changes nothing."""
+    """prune keeps the newest N per (family, arch, public): an older image of the family that
+    differs only in architecture, or only in being public, is kept; dry run changes nothing."""
+    region = REGIONS[0]
+    # Each import takes minutes of emulated time: creation times differ, oldest first.
+    await run_import(sim, [ARM64], name="ipxe-0", regions=(region,))
     for name in ("ipxe-1", "ipxe-2", "ipxe-3"):
-        # Each import takes minutes of emulated time: creation times differ.
-        await run_import(sim, [BIOS, UEFI], name=name, regions=REGIONS[:1])
+        await run_import(sim, [BIOS, UEFI], name=name, regions=(region,))
+    (arm,) = images_named(sim, region, "ipxe-0-uefi-arm64")
+    await cloud.ecs(region).set_attributes(arm["id"], family="ipxe")  # same family, other arch
+    await share_images(cloud, (region,), "ipxe-1", publish=True)  # same family, public
+    groups = {(i["family"], i["architecture"], i["public"]) for i in all_images(sim)}
+    assert groups == {("ipxe", "arm64", False), ("ipxe", "x86_64", True),
+        ("ipxe", "x86_64", False), ("ipxe-uefi-x86-64", "x86_64", False)}  # fmt: skip
     before = all_images(sim)
-    dry = await prune_images(cloud, REGIONS[:1], family="ipxe", retain=1, dry_run=True)
-    assert sum(a.action == "would delete" for a in dry.actions) == 4
+    dry = await prune_images(cloud, (region,), family="ipxe", retain=1, dry_run=True)
+    doomed = {"ipxe-2", "ipxe-1-uefi-x86-64", "ipxe-2-uefi-x86-64"}
+    assert {a.name for a in dry.actions if a.action == "would delete"} == doomed
     assert all_images(sim) == before
-    outcome = await prune_images(cloud, REGIONS[:1], family="ipxe", retain=1)
+    outcome = await prune_images(cloud, (region,), family="ipxe", retain=1)
     assert outcome.exit_code == 0
-    assert {i["name"] for i in all_images(sim)} == {"ipxe-3", "ipxe-3-uefi-x86-64"}
+    assert {a.name for a in outcome.actions if a.action == "deleted"} == doomed
+    kept = {"ipxe-0-uefi-arm64", "ipxe-1", "ipxe-3", "ipxe-3-uefi-x86-64"}
+    assert {i["name"] for i in all_images(sim)} == kept
     assert_no_leaks(sim)
 
 

@@ -148,11 +148,24 @@ async def test_region_that_always_fails_does_not_stop_the_others() -> None:
 
 
 async def test_cancelling_a_run_removes_temporary_resources() -> None:
-    """Cancelled mid-run (as Ctrl-C does), the importer still removes buckets and functions."""
+    """Cancelled mid-run (as Ctrl-C does) while its temporary buckets and a relay function
+    exist, the importer still removes them all."""
     async with Simulator(seed=8, profile="default", time_scale=50.0) as sim:
-        with anyio.move_on_after(3.0) as scope:
-            await run_import(sim, [BIOS, UEFI], name="ipxe-cancel")
-        assert scope.cancelled_caught
+        oss, fc = sim.ctx.models["oss"], sim.ctx.models["fc"]
+        finished: list[ImportReport] = []
+
+        async def run() -> None:
+            finished.append(await run_import(sim, [BIOS, UEFI], name="ipxe-cancel"))
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(run)
+            with anyio.fail_after(120):  # waits on the emulator's state, not on a duration
+                while not (oss.buckets() and fc.functions()):  # noqa: ASYNC110
+                    await anyio.sleep(0.01)
+            existing = (oss.buckets(), fc.functions())
+            group.cancel_scope.cancel()
+        assert not finished  # cancelled, not completed
+        assert all(existing)  # there was something to remove
         leaks = sim.leaks()
         assert leaks["buckets"] == [] and leaks["functions"] == []
         assert leaks["multipart_uploads"] == []

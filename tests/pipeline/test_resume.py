@@ -9,11 +9,12 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 
-from aliasync.sim import Simulator
+from aliasync.sim import Simulator, profile
 from tests.importing import BIOS, UEFI, assert_no_leaks, images_named
 
 pytestmark = pytest.mark.anyio
@@ -33,13 +34,28 @@ def region_args() -> list[str]:
     return [arg for region in REGIONS for arg in ("-r", region)]
 
 
+def all_images(sim: Simulator) -> list[dict[str, Any]]:
+    regions = sim.ctx.models["ecs"].snapshot()["regions"].values()
+    return [image for region in regions for image in region["images"]]
+
+
 def journal_path() -> Path:
     return Path(os.environ["ALIASYNC_STATE_DIR"]) / "journal.sqlite3"
 
 
+def imports_sent(sim: Simulator) -> dict[tuple[str, str], dict[str, Any]]:
+    """Each ImportImage ClientToken the emulator has answered, by (region, token)."""
+    tokens = sim.ctx.models["ecs"].client_tokens()
+    return {(t["region"], t["token"]): t for t in tokens if t["action"] == "ImportImage"}
+
+
 async def test_sigkilled_run_resumes_without_duplicates_or_leaks(tmp_path: Path) -> None:
-    """SIGKILL mid-run, then --resume: every image published once, nothing leaked."""
-    async with Simulator(seed=11, profile="default", time_scale=100.0) as sim:
+    """SIGKILL with imports in flight, then --resume: each in-flight import is re-attached by
+    re-sending its ClientToken, every image published once, nothing leaked."""
+    # The default faults, but no failed import: an in-flight import is then always the one
+    # that gets published (a failed one is rightly imported again under a new token).
+    faults = profile("default").with_(import_failure_rate=0.0)
+    async with Simulator(seed=11, profile=faults, time_scale=100.0) as sim:
         endpoints = str(sim.write_endpoints(tmp_path / "endpoints.json"))
         process = await anyio.open_process(
             [sys.executable, "-m", "aliasync", "import", "--endpoints", endpoints,
@@ -49,11 +65,18 @@ async def test_sigkilled_run_resumes_without_duplicates_or_leaks(tmp_path: Path)
         )  # fmt: skip
         async with process:
             with anyio.fail_after(60):
-                while sim.calls.count("ImportImage") < 2:  # noqa: ASYNC110 (emulator state)
+                while len(imports_sent(sim)) < 2:  # noqa: ASYNC110 (emulator state)
                     await anyio.sleep(0.05)
+            # Held: the imports stay in flight however long the kill takes to land.
+            sim.clock.pause()
             process.send_signal(signal.SIGKILL)
-            await process.wait()
-        imports_before = sim.calls.count("ImportImage")
+            assert await process.wait() == -signal.SIGKILL  # it died of the kill, mid-run
+        in_flight = imports_sent(sim)
+        images = {i["id"]: i for i in all_images(sim)}
+        assert len(in_flight) >= 2
+        assert all(images[t["image_id"]]["status"] == "Creating" for t in in_flight.values())
+        assert len(images) < 2 * len(REGIONS)  # the run was not over
+        sim.clock.resume()
 
         code, out, err = await aliasync("import", "--endpoints", endpoints, "--resume", "--json")
         assert code == 0, err
@@ -64,13 +87,14 @@ async def test_sigkilled_run_resumes_without_duplicates_or_leaks(tmp_path: Path)
                 found = images_named(sim, region, name)
                 assert len(found) == 1 and found[0]["status"] == "Available", (region, found)
         assert_no_leaks(sim)
-        # Imports already sent were re-attached by their ClientToken, not sent anew: the
-        # emulator holds no image beyond the published ones.
-        all_images = [
-            i for r in sim.ctx.models["ecs"].snapshot()["regions"].values() for i in r["images"]
-        ]
-        assert len(all_images) == 2 * len(REGIONS)
-        assert sim.calls.count("ImportImage") >= imports_before
+        assert len(all_images(sim)) == 2 * len(REGIONS)
+        # Re-attached: the resumed run sent each in-flight import's own token again (answered
+        # from ECS's record of it), and the image it had made is the one published.
+        after = imports_sent(sim)
+        published = {i["id"] for i in all_images(sim) if i["status"] == "Available"}
+        for key, sent in in_flight.items():
+            assert after[key]["answers"] > sent["answers"], key
+            assert after[key]["image_id"] == sent["image_id"] in published, key
 
         code, out, _ = await aliasync("runs", "--json")
         assert code == 0

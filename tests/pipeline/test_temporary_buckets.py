@@ -65,23 +65,27 @@ async def test_relay_run_from_outside_the_cloud_leaves_nothing(sim: Simulator) -
     assert_no_leaks(sim)
 
 
-async def test_next_run_removes_a_crashed_runs_mainland_bucket(sim: Simulator) -> None:
+async def test_next_run_removes_a_crashed_runs_mainland_bucket() -> None:
     """A dead run's filled mainland bucket is emptied inside and deleted; a live run's is kept."""
-    oss = sim.ctx.models["oss"]
-    dead, live = "aliasync-tmp-deadbeef-cn-hangzhou", "aliasync-tmp-livebeef-cn-shanghai"
-    await _fill_from_inside(sim, "cn-hangzhou", dead)
-    await _fill_from_inside(sim, "cn-shanghai", live)
-    oss.backdate_bucket(dead, STALE_BUCKET_AGE + 3600)
-    oss.backdate_bucket(live, STALE_BUCKET_AGE - 3600)  # young enough to be still running
-    report = await run_import(sim, [BIOS], name="ipxe-sweep", regions=("ap-southeast-1",))
-    assert report.status == "success"
-    names = {b["name"] for b in oss.buckets()}
-    assert dead not in names and live in names
-    assert not [h for h in sim.unresolved_hosts if "-internal" in h]
-    leaks = sim.leaks()
-    assert [b["name"] for b in leaks["buckets"]] == [live]
-    assert [u["bucket"] for u in leaks["multipart_uploads"]] == [live]
-    assert leaks["functions"] == []  # the emptying function was removed too
+    # Bucket ages are wall-clock time times the scale. At 100x a bucket made now stays
+    # younger than STALE_BUCKET_AGE for 29 minutes of real time, longer than any test may run,
+    # so the live one is young however slow the machine (at 1000x, an hour short of stale
+    # was 3.6 real seconds).
+    async with Simulator(seed=0, profile="none", time_scale=100.0) as sim:
+        oss = sim.ctx.models["oss"]
+        dead, live = "aliasync-tmp-deadbeef-cn-hangzhou", "aliasync-tmp-livebeef-cn-shanghai"
+        await _fill_from_inside(sim, "cn-hangzhou", dead)
+        await _fill_from_inside(sim, "cn-shanghai", live)  # just made: a run still going
+        oss.backdate_bucket(dead, STALE_BUCKET_AGE + 3600)
+        report = await run_import(sim, [BIOS], name="ipxe-sweep", regions=("ap-southeast-1",))
+        assert report.status == "success"
+        names = {b["name"] for b in oss.buckets()}
+        assert dead not in names and live in names
+        assert not [h for h in sim.unresolved_hosts if "-internal" in h]
+        leaks = sim.leaks()
+        assert [b["name"] for b in leaks["buckets"]] == [live]
+        assert [u["bucket"] for u in leaks["multipart_uploads"]] == [live]
+        assert leaks["functions"] == []  # the emptying function was removed too
 
 
 def test_relay_is_sized_for_the_image() -> None:

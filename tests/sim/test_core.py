@@ -6,7 +6,6 @@ import json
 import signal
 import stat
 import sys
-import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
@@ -126,7 +125,7 @@ async def test_lost_import_and_copy_are_committed_and_client_token_replays() -> 
         replay = await client.import_image_async(request)
         assert replay.body.image_id == image_id and list(region_images(sim, REGION)) == [image_id]
 
-        await sim.clock.sleep(IMPORT_S)
+        sim.clock.advance(IMPORT_S)
         copy = m.CopyImageRequest(
             region_id=REGION, image_id=image_id, destination_region_id=OTHER, client_token="c-1"
         )
@@ -203,21 +202,28 @@ def test_latency_model_is_seeded_lognormal_around_the_median() -> None:
         Clock(0)
 
 
-async def test_call_latency_follows_the_time_scale() -> None:
-    """At time scale 1 a call waits its 0.05 s latency for real; at 1000 much less."""
-    slow = PROFILES["none"].with_(api_latency_median=0.05, api_latency_sigma=0.0)
-    elapsed: dict[float, float] = {}
-    for scale in (1.0, 1000.0):
-        async with Simulator(profile=slow, time_scale=scale) as sim, aiohttp.ClientSession() as s:
-            start = time.monotonic()
-            for _ in range(10):
-                url = f"http://ecs.{REGION}.aliyuncs.com/?Action=DescribeRegions"
-                async with s.get(url, proxy=sim.proxy_url) as response:
-                    assert (await response.json())["Code"] == "MissingParameter"
-            elapsed[scale] = time.monotonic() - start
-            assert sim.calls.count("DescribeRegions") == 10
-    assert elapsed[1.0] >= 10 * 0.045
-    assert elapsed[1000.0] < elapsed[1.0] / 2
+async def test_a_call_waits_its_latency_on_the_virtual_clock() -> None:
+    """A call sleeps its drawn latency on the emulator's clock: an hour of it (at time scale 1)
+    holds the call until the clock is moved on by that hour."""
+    hour = PROFILES["none"].with_(api_latency_median=3600.0, api_latency_sigma=0.0)
+    answers: list[str] = []
+    async with Simulator(profile=hour, time_scale=1.0) as sim, aiohttp.ClientSession() as s:
+
+        async def call() -> None:
+            url = f"http://ecs.{REGION}.aliyuncs.com/?Action=DescribeRegions"
+            async with s.get(url, proxy=sim.proxy_url) as response:
+                answers.append((await response.json())["Code"])
+
+        async with anyio.create_task_group() as tg:
+            sent = sim.clock.now()
+            tg.start_soon(call)
+            await sim.clock.wait_for_sleepers()
+            (deadline,) = sim.clock.sleepers
+            # It went to sleep between "sent" and now, for 3600 virtual seconds.
+            assert sent + 3600.0 <= deadline <= sim.clock.now() + 3600.0
+            assert answers == [] and sim.calls.count() == 0  # a call is logged once answered
+            sim.clock.advance(3600.0)
+    assert answers == ["MissingParameter"] and sim.calls.count("DescribeRegions") == 1
 
 
 # --- introspection ----------------------------------------------------------------------
@@ -282,7 +288,7 @@ async def test_leaks_report_what_was_left_behind(sim: Simulator) -> None:
     image_id = (
         await client.import_image_async(import_request(REGION, bucket, key, "doomed"))
     ).body.image_id
-    await sim.clock.sleep(IMPORT_S)
+    sim.clock.advance(IMPORT_S)
     (snapshot_id,) = region_images(sim, REGION)[image_id]["snapshot_ids"]
     assert sim.leaks()["orphan_snapshots"] == []  # in use by its image
     await client.delete_image_async(m.DeleteImageRequest(region_id=REGION, image_id=image_id))

@@ -50,11 +50,14 @@ def import_request(region: str, bucket: str, key: str, name: str, **kw: Any) -> 
 async def imported(
     sim: Simulator, client: EcsClient, region: str, name: str, *, wait: bool = True, **kw: Any
 ) -> str:
-    """Import a small image (uploading its source); return its ID, Available if ``wait``."""
+    """Import a small image (uploading its source); return its ID, Available if ``wait``.
+
+    Waiting moves the emulator's clock on by the import's time, held or running.
+    """
     bucket, key = await upload(sim, region)
     response = await client.import_image_async(import_request(region, bucket, key, name, **kw))
     if wait:
-        await sim.clock.sleep(IMPORT_S)
+        sim.clock.advance(IMPORT_S)
     return str(response.body.image_id)
 
 
@@ -170,6 +173,7 @@ async def test_unknown_action_and_missing_region(sim: Simulator) -> None:
 
 async def test_import_lifecycle_creating_to_available(sim: Simulator) -> None:
     """An import is Creating with a Processing task, then Available with a snapshot."""
+    sim.clock.pause()  # Creating for as long as the test looks, not for 180 ms of real time
     client = ecs_client(sim, REGION)
     bucket, key = await upload(sim, REGION)
     request = import_request(
@@ -199,7 +203,7 @@ async def test_import_lifecycle_creating_to_available(sim: Simulator) -> None:
         answer.image_id,
     )
 
-    await sim.clock.sleep(IMPORT_S)
+    sim.clock.advance(IMPORT_S)
     (image,) = await describe(client, REGION, status="Available")
     assert (image.image_id, image.image_name, image.status) == (
         answer.image_id,
@@ -258,11 +262,13 @@ async def test_import_validation_errors(sim: Simulator) -> None:
 
 async def test_import_duplicate_name_and_quota(sim: Simulator) -> None:
     """A name in use (even by a Creating image) is Duplicated; the region quota is enforced."""
+    sim.clock.pause()
     client = ecs_client(sim, REGION)
-    await imported(sim, client, REGION, "dup", wait=False)
+    creating = await imported(sim, client, REGION, "dup", wait=False)
     bucket, key = await upload(sim, REGION)
     error = await fails(client.import_image_async(import_request(REGION, bucket, key, "dup")))
     assert (error.code, error.status_code) == ("InvalidImageName.Duplicated", 400)
+    assert region_images(sim, REGION)[creating]["status"] == "Creating"
     sim.ctx.models["ecs"].image_quota = 1
     error = await fails(client.import_image_async(import_request(REGION, bucket, key, "other")))
     assert (error.code, error.status_code) == ("QuotaExceed.Image", 403)
@@ -287,6 +293,12 @@ async def test_import_client_token_is_idempotent(sim: Simulator) -> None:
         )
     )
     assert (error.code, error.status_code) == ("IdempotentParameterMismatch", 400)
+    # Introspection: the token, its image, answered twice (the mismatch is no answer).
+    seen = sim.ctx.models["ecs"].client_tokens()
+    assert seen == [
+        {"action": "ImportImage", "region": REGION, "token": "token-1",
+         "image_id": first.body.image_id, "answers": 2}
+    ]  # fmt: skip
 
 
 async def test_import_needs_the_import_role(sim: Simulator) -> None:
@@ -353,6 +365,7 @@ async def test_describe_images_filters_and_paging(sim: Simulator) -> None:
 
 async def test_describe_tasks_filters_and_dry_run(sim: Simulator) -> None:
     """DescribeTasks filters by action, status and time; DryRun validates without importing."""
+    sim.clock.pause()  # task-b stays Processing
     client = ecs_client(sim, REGION)
     first = await imported(sim, client, REGION, "task-a")
     await imported(sim, client, REGION, "task-b", wait=False)

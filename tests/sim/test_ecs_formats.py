@@ -52,7 +52,7 @@ async def _settled(sim: Simulator, image_id: str) -> dict[str, Any]:
         image = region_images(sim, REGION)[image_id]
         if image["status"] != "Creating":
             return image
-        await sim.clock.sleep(60)
+        sim.clock.advance(60)
     raise AssertionError(f"{image_id} still importing")
 
 

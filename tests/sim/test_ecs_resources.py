@@ -16,6 +16,7 @@ pytestmark = pytest.mark.anyio
 
 async def test_modify_image_attribute(sim: Simulator) -> None:
     """ModifyImageAttribute renames, describes, families, deprecates; bad values are refused."""
+    sim.clock.pause()  # "taken" stays Creating, which cannot be deprecated
     client = ecs_client(sim, REGION)
     image_id = await imported(sim, client, REGION, "before")
     other = await imported(sim, client, REGION, "taken", wait=False)
@@ -98,7 +99,7 @@ async def test_tags_and_list_tag_resources_paging(sim: Simulator) -> None:
     )
     assert {r.resource_id for r in filtered.body.tag_resources.tag_resource} == {ids[1]}
     # The snapshot exists once the import has finished.
-    await sim.clock.sleep(200)
+    sim.clock.advance(200)
     (snap,) = region_images(sim, REGION)[ids[0]]["snapshot_ids"]
     await client.tag_resources_async(
         m.TagResourcesRequest(
@@ -139,7 +140,7 @@ async def test_describe_snapshots_paging_and_delete_snapshot(sim: Simulator) -> 
     """DescribeSnapshots pages by NextToken and by page; DeleteSnapshot refuses used ones."""
     client = ecs_client(sim, REGION)
     ids = [await imported(sim, client, REGION, f"snap-{n}", wait=False) for n in range(3)]
-    await sim.clock.sleep(200)
+    sim.clock.advance(200)
     seen, token = [], None
     while True:
         page = await client.describe_snapshots_async(

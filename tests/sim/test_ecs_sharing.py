@@ -163,6 +163,7 @@ async def test_a_shared_image_is_not_deprecated_and_a_deprecated_one_not_shared(
 async def test_copies_fail_at_the_copy_failure_rate() -> None:
     """copy_failure_rate 1: the copy runs, then ends CreateFailed with no snapshot."""
     async with Simulator(seed=0, profile=profile("none").with_(copy_failure_rate=1.0)) as sim:
+        sim.clock.pause()
         client = ecs_client(sim, REGION)
         source = await imported(sim, client, REGION, "fragile")
         copy_id = (
@@ -170,7 +171,8 @@ async def test_copies_fail_at_the_copy_failure_rate() -> None:
                 m.CopyImageRequest(region_id=REGION, image_id=source, destination_region_id=OTHER)
             )
         ).body.image_id
-        await sim.clock.sleep(2000)
+        assert region_images(sim, OTHER)[copy_id]["status"] == "Creating"
+        sim.clock.advance(2000)
         view = region_images(sim, OTHER)[copy_id]
         assert (view["status"], view["snapshot_ids"]) == ("CreateFailed", [])
         assert sim.faults_injected()["counts"] == {"copy_failed": 1}

@@ -10,6 +10,7 @@ import base64
 import io
 import json
 import re
+import uuid
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from alibabacloud_fc20230330.client import Client as FcClient
 from aliasync.sim import Simulator
 from aliasync.sim.ram import trust_policy
 from tests.clients import fc_client
-from tests.sim.test_fc import alive, fails, invoke
+from tests.sim.test_fc import fails, invoke, kill_marked
 
 pytestmark = pytest.mark.anyio
 
@@ -203,22 +204,23 @@ async def test_thrown_error_has_fc_shape(sim: Simulator) -> None:
     assert json.loads(body)["errorMessage"].startswith("Process exited unexpectedly")
 
 
-async def test_timeout_kills_the_process(sim: Simulator, tmp_path: Path) -> None:
+async def test_timeout_kills_the_process(sim: Simulator) -> None:
     """A handler running past its timeout is killed; the caller gets FC's timeout error."""
     source = """
 exports.handler = async (event) => {
-  require('fs').writeFileSync(event.toString(), String(process.pid));
   setInterval(() => {}, 1000);
   await new Promise(() => {});
 };
 """
+    marker = uuid.uuid4().hex
     client = fc_client(sim, REGION)
-    await create_node(client, "sleeper", source, timeout=1)
-    pid_file = tmp_path / "pid"
-    headers, body = await invoke(client, "sleeper", str(pid_file).encode())
+    await create_node(
+        client, "sleeper", source, timeout=1, environment_variables={"TEST_MARKER": marker}
+    )
+    headers, body = await invoke(client, "sleeper")
     assert headers["x-fc-error-type"] == "UnhandledInvocationError"
     assert json.loads(body)["errorMessage"].startswith("Function timed out after 1 seconds")
-    assert not alive(int(pid_file.read_text()))
+    assert kill_marked(marker) == []
 
 
 async def test_memory_limit(sim: Simulator) -> None:

@@ -217,7 +217,7 @@ async def _import_and_digest(
         region_id=REGION, image_name="node-relayed", disk_device_mapping=[mapping]
     )
     image_id = (await ecs.import_image_async(request)).body.image_id
-    await sim.clock.sleep(IMPORT_S)
+    sim.clock.advance(IMPORT_S)
     described = await ecs.describe_images_async(
         ecs_models.DescribeImagesRequest(region_id=REGION, image_id=image_id, status="Available")
     )

@@ -281,6 +281,7 @@ async def test_signature_v2_refused(sim: Simulator) -> None:
 async def test_sts_temporary_keys(sim: Simulator) -> None:
     """An STS key works with its token; without it or after expiry: InvalidSecurityToken."""
     await make_bucket(sim, "sts-bucket")
+    sim.clock.pause()  # the live key's hour lasts for as long as the test
     now = sim.clock.now()
     live = sim.ctx.keys.issue_temporary("role/Relay", expires_at=now + 3600)
     dead = sim.ctx.keys.issue_temporary("role/Relay", expires_at=now - 1)
@@ -373,14 +374,16 @@ async def test_client_disconnect_mid_upload_leaves_nothing(sim: Simulator) -> No
     _ClaimedPayload(credentials, REGION, "UNSIGNED-PAYLOAD").add_auth(request)
     head = f"PUT {url} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in request.headers.items())
     host, port = sim.proxy_url.removeprefix("http://").rsplit(":", 1)
+    staging = anyio.Path(sim.ctx.data_dir) / "oss"
     async with await anyio.connect_tcp(host, int(port)) as stream:
         await stream.send(f"{head}Host: partial.s3.oss-{REGION}.aliyuncs.com\r\n\r\n".encode())
         await stream.send(b"x" * 5000)
-        await anyio.sleep(0.05)
-    for _ in range(250):  # the server notices the vanished client shortly
-        if any(c.action == "PutObject" for c in sim.calls.records):
-            break
-        await anyio.sleep(0.02)
+        with anyio.fail_after(30):  # until the emulator is storing the body: then vanish
+            while not (await staging.exists() and [p async for p in staging.iterdir()]):  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+    with anyio.fail_after(30):  # the emulator's state, not a duration
+        while not any(c.action == "PutObject" for c in sim.calls.records):  # noqa: ASYNC110
+            await anyio.sleep(0.01)
     assert [(c.action, c.status) for c in sim.calls.records][-1] == ("PutObject", 0)
     assert os.listdir(os.path.join(sim.ctx.data_dir, "oss")) == []
     assert sim.ctx.models["oss"].object_info(REGION, "partial", "object") is None

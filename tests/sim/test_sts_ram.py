@@ -35,6 +35,7 @@ async def test_caller_identity_of_root_key(sim: Simulator, algorithm: str | None
 
 async def test_caller_identity_of_temporary_key(sim: Simulator) -> None:
     """A temporary (STS) key is an assumed role: role ARN, role ID and session."""
+    sim.clock.pause()  # the live key's hour lasts for as long as the test
     ram = ram_client(sim)
     created = await ram.create_role_async(
         ram_models.CreateRoleRequest(

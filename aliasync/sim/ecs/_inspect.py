@@ -98,6 +98,21 @@ class InspectMixin(EcsStore):
             "copy_queues": queues,
         }
 
+    def client_tokens(self) -> list[dict[str, Any]]:
+        """Every ClientToken an ImportImage or CopyImage came with, oldest first: the image it
+        made and how often it was answered (its first call, then each replay of it)."""
+        return [
+            {
+                "action": action,
+                "region": region,
+                "token": token,
+                "image_id": result.get("ImageId", ""),
+                "answers": self._token_answers[key],
+            }
+            for key, (_, result) in self._tokens.items()
+            for _, action, region, token in [key]
+        ]
+
     def orphan_snapshots(self) -> list[dict[str, Any]]:
         """Snapshots that no existing image uses (DeleteImage leaves them behind)."""
         self._settle()

@@ -76,7 +76,8 @@ class EcsModel(AttributesMixin, TaggingMixin, InspectMixin):
             raise SimError(
                 "InvalidParameter", 'The specified parameter "ClientToken" is not valid.'
             )
-        stored = self._tokens.get((self.ctx.account_id, action, region, token))
+        key = (self.ctx.account_id, action, region, token)
+        stored = self._tokens.get(key)
         if stored is None:
             return None
         if stored[0] != fingerprint:
@@ -84,13 +85,16 @@ class EcsModel(AttributesMixin, TaggingMixin, InspectMixin):
                 "IdempotentParameterMismatch",
                 "The request uses the same client token as a previous, but non-identical request.",
             )
+        self._token_answers[key] += 1
         return dict(stored[1])
 
     def _remember(
         self, action: str, region: str, token: str, fingerprint: object, result: dict[str, str]
     ) -> None:
         if token:
-            self._tokens[(self.ctx.account_id, action, region, token)] = (fingerprint, dict(result))
+            key = (self.ctx.account_id, action, region, token)
+            self._tokens[key] = (fingerprint, dict(result))
+            self._token_answers[key] = 1
 
     def _check_room(self, region: str, name: str) -> None:
         images = self._images.get(region, {})

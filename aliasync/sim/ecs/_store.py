@@ -30,6 +30,7 @@ class EcsStore:
         self._pending: dict[str, Image] = {}  # images whose creation outcome is not recorded
         # ClientToken -> (request fingerprint, answer), keyed by (account, action, region, token)
         self._tokens: dict[tuple[str, str, str, str], tuple[object, dict[str, str]]] = {}
+        self._token_answers: dict[tuple[str, str, str, str], int] = {}  # first call + replays
         self._rng = random.Random(f"aliasync-ecs-{ctx.faults.seed}")
         self._ids: set[str] = set()
 
