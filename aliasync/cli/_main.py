@@ -189,6 +189,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("aliasync").setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
     # A retry is routine (about 1 % of calls): said with -v only, not over the live view.
     logging.getLogger("stamina").setLevel(logging.INFO if verbose else logging.ERROR)
+    # The credentials library logs a warning and a traceback for every source of its chain
+    # that has nothing; the one line printed below says what matters (and -vv logs the
+    # chain's reasons through aliasync's own logger, secrets masked).
+    logging.getLogger("credentials").setLevel(logging.CRITICAL + 1)
     try:
         if args.command == "sim":
             return anyio.run(_serve_sim, args)

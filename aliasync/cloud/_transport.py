@@ -23,6 +23,7 @@ and the chained foreign exceptions are scrubbed in place before they are attache
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
@@ -47,6 +48,8 @@ from aliasync._exceptions import (
 )
 
 __all__ = ["boundary", "classify", "redact", "register_secret", "translate"]
+
+log = logging.getLogger("aliasync.credentials")
 
 _MASK = "***"
 _known_secrets: set[str] = set()
@@ -143,6 +146,8 @@ def translate(
     """The aliasync error for a foreign exception, or None if it is not a cloud failure."""
     where: dict[str, Any] = {"service": service, "action": action, "region": region}
     if isinstance(exc, CredentialException):
+        # Why each source of the chain had nothing: for -vv, not for the one-line error.
+        log.debug("credential chain: %s", redact(str(exc)))
         return ConfigurationError(
             "no usable Alibaba Cloud credentials: set ALIBABA_CLOUD_ACCESS_KEY_ID and"
             " ALIBABA_CLOUD_ACCESS_KEY_SECRET, configure a profile in ~/.aliyun/config.json,"
