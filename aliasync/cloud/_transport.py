@@ -152,7 +152,13 @@ def translate(
     where: dict[str, Any] = {"service": service, "action": action, "region": region}
     if isinstance(exc, CredentialException):
         # Why each source of the chain had nothing: for -vv, not for the one-line error.
-        log.debug("credential chain: %s", redact(str(exc)))
+        text = redact(str(exc))
+        log.debug("credential chain: %s", text)
+        profile = _profile_failure(text)
+        if profile:
+            return ConfigurationError(
+                f"the profile in ~/.aliyun/config.json gives no usable credentials: {profile}"
+            )
         return ConfigurationError(
             "no usable Alibaba Cloud credentials: set ALIBABA_CLOUD_ACCESS_KEY_ID and"
             " ALIBABA_CLOUD_ACCESS_KEY_SECRET, configure a profile in ~/.aliyun/config.json,"
@@ -199,6 +205,26 @@ def translate(
         # A body cut short or garbled on the way: the tea SDK parses every answer as JSON.
         return TransientCloudError("MalformedResponse", "response is not valid JSON", **where)
     return None
+
+
+# The default chain's message lists "<Provider>: <reason>" per source; a profile that exists
+# but fails (a RamRoleArn profile whose AssumeRole is refused) is worth saying instead of the
+# generic advice. Its reason may quote the STS error body.
+_PROFILE_REASON = re.compile(r"CLIProfileCredentialsProvider: (.*?)(?:', '|', \"|'\]|$)")
+_PROFILE_ABSENT = ("unable to open credentials file", "cli credentials file is disabled")
+_QUOTED_ERROR = re.compile(r'"Code": ?"([^"]+)", ?"Message": ?"([^"]*)"')
+
+
+def _profile_failure(chain_message: str) -> str | None:
+    """Why the Aliyun CLI profile failed, if there is a profile; None otherwise."""
+    match = _PROFILE_REASON.search(chain_message)
+    if match is None or match.group(1).startswith(_PROFILE_ABSENT):
+        return None
+    reason = match.group(1)
+    quoted = _QUOTED_ERROR.search(reason)
+    if quoted:
+        return f"{quoted.group(1)}: {quoted.group(2)}"
+    return reason if len(reason) <= 200 else reason[:200] + "…"
 
 
 # getaddrinfo's answers for a name that does not exist (as opposed to EAI_AGAIN: no answer now).
