@@ -7,7 +7,8 @@ time. A :class:`~aliasync._exceptions.ThrottledError` that carries the server's 
 exactly that long instead. A host that cannot be reached at all
 (:class:`~aliasync._exceptions.UnreachableError`) is tried again only if a retry can help (not
 for a name that does not exist), and at most ``unreachable_attempts`` times when the policy sets
-it: the first call of a run says "no network" within seconds, not after minutes.
+it (:meth:`RetryPolicy.first_contact`): the first calls of a run say "no network" within
+seconds, not after minutes.
 
 Waits are cloud time: against an emulator replaying time ``time_scale`` times faster, every
 backoff is divided by ``time_scale`` so tests stay fast while exercising the same schedule.
@@ -56,6 +57,12 @@ class RetryPolicy:
     def scaled(self, time_scale: float) -> RetryPolicy:
         """This policy for a cloud whose clock runs ``time_scale`` times faster."""
         return replace(self, time_scale=time_scale)
+
+    def first_contact(self) -> RetryPolicy:
+        """This policy for a run's first calls (who we are, which regions there are): a host
+        that cannot be reached is tried three times at most, so that a missing network or a
+        wrong endpoint is said within seconds."""
+        return replace(self, unreachable_attempts=3)
 
     def _backoff_hook(self, exc: Exception) -> bool | float:
         """stamina's ``on``: whether to retry, or exactly how long to wait first."""

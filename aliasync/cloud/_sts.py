@@ -8,7 +8,6 @@ transient errors get the full policy.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from alibabacloud_sts20150401.client import Client
@@ -19,9 +18,7 @@ from aliasync.cloud._endpoints import Endpoints
 from aliasync.cloud._retry import DEFAULT, RetryPolicy
 from aliasync.cloud._transport import boundary
 
-__all__ = ["FIRST_CONTACT", "caller_account_id"]
-
-FIRST_CONTACT = replace(DEFAULT, unreachable_attempts=3)
+__all__ = ["caller_account_id"]
 
 
 async def caller_account_id(
@@ -39,7 +36,7 @@ async def caller_account_id(
             body: dict[str, Any] = response.body.to_map() if response.body else {}
             return body
 
-    policy = retry or FIRST_CONTACT.scaled(endpoints.time_scale)
+    policy = retry or DEFAULT.first_contact().scaled(endpoints.time_scale)
     body = await policy.call_as("sts:GetCallerIdentity", once)
     account = body.get("AccountId")
     if not account:
