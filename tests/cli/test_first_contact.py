@@ -31,8 +31,6 @@ from tests.importing import BIOS, images_named
 
 pytestmark = pytest.mark.anyio
 
-NOWHERE = "sts.aliasync-test.invalid"  # RFC 6761: never a real host
-
 
 async def cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
     """Run the CLI to completion: (exit code, stdout, stderr)."""
@@ -103,22 +101,30 @@ async def test_an_import_runs_on_keys_from_the_chain(
     assert expected in principals
 
 
-async def test_an_unreachable_sts_host_is_named_in_one_line_after_few_tries(
-    sim: Simulator, tmp_path: Path
+@pytest.mark.parametrize("service", ["sts", "ecs"])
+async def test_an_unreachable_host_is_named_in_one_line_after_few_tries(
+    sim: Simulator, tmp_path: Path, service: str
 ) -> None:
-    """STS's name does not resolve (the proxy refuses the tunnel): exit 1 naming the host,
-    after at most three tries, and nothing else is called."""
-    doc = {**sim.endpoints, "sts": NOWHERE, "protocol": "https"}
+    """STS's (the first call's) or ECS's (DescribeRegions') name does not resolve, and the proxy
+    refuses the tunnel: exit 1 naming the host, after three tries at most, nothing else called."""
+    host = f"{service}.aliasync-test.invalid"  # RFC 6761: never a real host
+    doc = {**sim.endpoints, "protocol": "https"}
+    if service == "sts":
+        doc["sts"] = host
+    else:  # DescribeRegions goes to cn-hangzhou's endpoint
+        doc["regions"] = {**doc["regions"], "cn-hangzhou": {"ecs": host}}
     endpoints = tmp_path / "endpoints.json"
     endpoints.write_text(json.dumps(doc))
     code, out, err = await cli(
-        "import", "--endpoints", str(endpoints), "-r", "ap-southeast-1", str(BIOS)
-    )
+        "import", "--endpoints", str(endpoints), "-r", "ap-southeast-1", str(BIOS),
+        env={**os.environ, **sim.client_env},  # the emulator's CA, for STS over TLS
+    )  # fmt: skip
     assert code == 1, err
     line = one_line(err)
-    assert NOWHERE in line and "cannot reach" in line
-    assert 1 <= sim.unresolved_hosts[NOWHERE] <= 3, sim.unresolved_hosts
-    assert not sim.calls.records
+    assert host in line and "cannot reach" in line
+    assert 1 <= sim.unresolved_hosts[host] <= 3, sim.unresolved_hosts
+    expected = [] if service == "sts" else ["GetCallerIdentity"]
+    assert [r.action for r in sim.calls.records] == expected
     assert out == ""
 
 
