@@ -10,7 +10,8 @@
     │   └── JournalError             an unknown run, a corrupt journal, an image that changed
     └── CloudError                   an Alibaba Cloud API call failed (code, message, status)
         ├── TransientCloudError      worth retrying: 5xx, throttling, dropped connections
-        │   └── ThrottledError       throttling, with the server's retry hint if it gave one
+        │   ├── ThrottledError       throttling, with the server's retry hint if it gave one
+        │   └── UnreachableError     the host cannot be reached at all (name, refusal, proxy)
         └── PermanentCloudError      retrying cannot help: auth, validation, quota, missing role
             └── NotFoundError        the resource does not exist
 
@@ -89,6 +90,18 @@ class ThrottledError(TransientCloudError):
     ) -> None:
         super().__init__(code, message, **kw)  # type: ignore[arg-type]
         self.retry_after = retry_after
+
+
+class UnreachableError(TransientCloudError):
+    """The endpoint cannot be reached at all: its name does not resolve, nothing accepts the
+    connection, or the proxy cannot reach it. ``host`` says which; ``can_recover`` is False
+    for a name that does not exist, which no retry cures. The code stays ``ConnectionError``.
+    """
+
+    def __init__(self, host: str, reason: str, *, can_recover: bool = True, **kw: object) -> None:
+        super().__init__("ConnectionError", f"cannot reach {host}: {reason}", **kw)  # type: ignore[arg-type]
+        self.host = host
+        self.can_recover = can_recover
 
 
 class PermanentCloudError(CloudError):

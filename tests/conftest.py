@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
+# The credentials chain would ask the ECS metadata service, 100.100.100.200, which is off this
+# machine: no test may send it anything. Tests of the chain give their subprocesses the
+# emulator's proxy instead (tests/accounts.py), which answers for that address.
+os.environ["ALIBABA_CLOUD_ECS_METADATA_DISABLED"] = "true"
+
 from collections.abc import AsyncIterator
 
 import pytest

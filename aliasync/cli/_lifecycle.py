@@ -84,6 +84,10 @@ async def run_command(args: argparse.Namespace) -> int | None:
     from aliasync.cloud._cloud import Cloud
     from aliasync.cloud._endpoints import Endpoints
 
+    if args.command in ("publish", "unpublish"):
+        from aliasync.pipeline._options import check_account_ids
+
+        check_account_ids(args.share_account)  # before the first cloud call
     endpoints = Endpoints.load(args.endpoints) if args.endpoints else Endpoints()
     if args.command == "setup":
         from aliasync.lifecycle._setup import setup_account

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -189,6 +190,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("aliasync").setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
     # A retry is routine (about 1 % of calls): said with -v only, not over the live view.
     logging.getLogger("stamina").setLevel(logging.INFO if verbose else logging.ERROR)
+    # The credentials library logs a warning and a traceback for every source of its chain
+    # that has nothing; the one line printed below says what matters (and -vv logs the
+    # chain's reasons through aliasync's own logger, secrets masked).
+    logging.getLogger("credentials").setLevel(logging.CRITICAL + 1)
     try:
         if args.command == "sim":
             return anyio.run(_serve_sim, args)
@@ -237,6 +242,7 @@ async def _import(args: argparse.Namespace) -> int:
         architecture=args.architecture,
     )
     check_options(options)
+    _check_release_files(args)
     if args.resume is None:
         # Every input is checked before the first cloud call (the import reuses the result).
         await prepare_images(
@@ -270,6 +276,17 @@ async def _import(args: argparse.Namespace) -> int:
             return await run(Endpoints.from_dict(sim.endpoints))
     endpoints = Endpoints.load(args.endpoints) if args.endpoints else Endpoints()
     return await run(endpoints)
+
+
+def _check_release_files(args: argparse.Namespace) -> None:
+    """The release tables are written when the run ends: a folder they cannot go to is said
+    before the run starts, not after the images are published."""
+    for flag, path in (("--markdown", args.markdown), ("--dokuwiki", args.dokuwiki)):
+        if path is None:
+            continue
+        folder = path.parent
+        if not folder.is_dir() or not os.access(folder, os.W_OK) or path.is_dir():
+            raise UsageError(f"{flag} {path}: cannot be written there")
 
 
 def _write_release(args: argparse.Namespace, report: ImportReport) -> None:

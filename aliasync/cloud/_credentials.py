@@ -14,10 +14,18 @@ by the chain itself, so:
 
 Every secret obtained is registered with :func:`aliasync.cloud._transport.register_secret`, so it is
 masked should it ever appear in an error message.
+
+The library gives its ``credentials`` logger handlers of its own (one per module, each writing
+to stderr) and sets it to INFO, so each provider of the chain that finds nothing prints a
+warning and a traceback, whatever the application configured. Importing this module takes
+those handlers off and sets the level back to NOTSET: the records then go where the
+application's logging sends them, like any library's. Why the chain found nothing is logged
+at the error boundary, at debug level, with secrets masked.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +37,18 @@ from aliasync.cloud._endpoints import Endpoints
 from aliasync.cloud._transport import boundary, register_secret
 
 __all__ = ["CredentialSource", "Credentials", "tea_config"]
+
+_CHAIN_LOGGER = "credentials"  # the credentials library's logger
+
+
+def _unhook_library_logging() -> None:
+    chain_log = logging.getLogger(_CHAIN_LOGGER)
+    for handler in list(chain_log.handlers):
+        chain_log.removeHandler(handler)
+    chain_log.setLevel(logging.NOTSET)
+
+
+_unhook_library_logging()
 
 
 @dataclass(frozen=True)

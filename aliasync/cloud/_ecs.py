@@ -123,7 +123,12 @@ class EcsApi(ImageAttributes):
     def __repr__(self) -> str:
         return f"EcsApi({self.region!r})"
 
-    async def _call(self, action: str, fn: Callable[[], Awaitable[Any]]) -> dict[str, Any]:
+    async def _call(
+        self,
+        action: str,
+        fn: Callable[[], Awaitable[Any]],
+        policy: RetryPolicy | None = None,
+    ) -> dict[str, Any]:
         """Run one API call (retried, errors mapped); return the response body as wire keys."""
 
         async def once() -> dict[str, Any]:
@@ -132,15 +137,17 @@ class EcsApi(ImageAttributes):
                 body: dict[str, Any] = response.body.to_map() if response.body else {}
                 return body
 
-        return await self._retry.call_as(f"ecs:{action} {self.region}", once)
+        return await (policy or self._retry).call_as(f"ecs:{action} {self.region}", once)
 
     # -- regions and images --------------------------------------------------------------------
 
     async def describe_regions(self) -> list[str]:
-        """Every region ID ECS offers to this account."""
+        """Every region ID ECS offers to this account (a run's second call: an ECS endpoint
+        that cannot be reached is said within seconds)."""
         body = await self._call(
             "DescribeRegions",
             lambda: self._client.describe_regions_async(m.DescribeRegionsRequest()),
+            self._retry.first_contact(),
         )
         return [str(r["RegionId"]) for r in (body.get("Regions") or {}).get("Region") or []]
 

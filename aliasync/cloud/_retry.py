@@ -4,7 +4,11 @@ Alibaba Cloud APIs fail transiently around 1% of the time, so every call is retr
 :class:`~aliasync._exceptions.TransientCloudError` only (permanent errors and bugs go straight
 through), with exponential backoff and jitter, a bounded number of attempts and a bounded total
 time. A :class:`~aliasync._exceptions.ThrottledError` that carries the server's hint waits
-exactly that long instead.
+exactly that long instead. A host that cannot be reached at all
+(:class:`~aliasync._exceptions.UnreachableError`) is tried again only if a retry can help (not
+for a name that does not exist), and at most ``unreachable_attempts`` times when the policy sets
+it (:meth:`RetryPolicy.first_contact`): the first calls of a run say "no network" within
+seconds, not after minutes.
 
 Waits are cloud time: against an emulator replaying time ``time_scale`` times faster, every
 backoff is divided by ``time_scale`` so tests stay fast while exercising the same schedule.
@@ -22,12 +26,12 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ParamSpec, TypeVar
 
 import stamina
 
-from aliasync._exceptions import ThrottledError, TransientCloudError
+from aliasync._exceptions import ThrottledError, TransientCloudError, UnreachableError
 
 __all__ = ["DEFAULT", "RetryPolicy", "call"]
 
@@ -47,17 +51,18 @@ class RetryPolicy:
     wait_max: float = 30.0
     wait_jitter: float = 1.0
     time_scale: float = 1.0
+    # Attempts while the host cannot be reached at all (None: ``attempts``).
+    unreachable_attempts: int | None = None
 
     def scaled(self, time_scale: float) -> RetryPolicy:
         """This policy for a cloud whose clock runs ``time_scale`` times faster."""
-        return RetryPolicy(
-            self.attempts,
-            self.timeout,
-            self.wait_initial,
-            self.wait_max,
-            self.wait_jitter,
-            time_scale,
-        )
+        return replace(self, time_scale=time_scale)
+
+    def first_contact(self) -> RetryPolicy:
+        """This policy for a run's first calls (who we are, which regions there are): a host
+        that cannot be reached is tried three times at most, so that a missing network or a
+        wrong endpoint is said within seconds."""
+        return replace(self, unreachable_attempts=3)
 
     def _backoff_hook(self, exc: Exception) -> bool | float:
         """stamina's ``on``: whether to retry, or exactly how long to wait first."""
@@ -87,8 +92,21 @@ class RetryPolicy:
     ) -> T:
         """Like :meth:`call`; ``what`` names the operation in debug logs."""
         scale = self.time_scale
+        unreachable = 0
+
+        def on(exc: Exception) -> bool | float:
+            nonlocal unreachable
+            if isinstance(exc, UnreachableError):
+                unreachable += 1
+                if not exc.can_recover:
+                    return False
+                limit = self.unreachable_attempts
+                if limit is not None and unreachable >= limit:
+                    return False
+            return self._backoff_hook(exc)
+
         async for attempt in stamina.retry_context(
-            on=self._backoff_hook,
+            on=on,
             attempts=self.attempts,
             timeout=self.timeout,
             wait_initial=self.wait_initial / scale,

@@ -1,4 +1,10 @@
-"""Who are we? The account ID, from STS GetCallerIdentity (official client)."""
+"""Who are we? The account ID, from STS GetCallerIdentity (official client).
+
+It is the first call of every run, so it also says whether the cloud can be reached at all:
+a host that cannot be (no network, a name that does not resolve, a proxy that cannot reach
+it) is tried three times at most, within seconds, and named in the error; the cloud's own
+transient errors get the full policy.
+"""
 
 from __future__ import annotations
 
@@ -30,7 +36,7 @@ async def caller_account_id(
             body: dict[str, Any] = response.body.to_map() if response.body else {}
             return body
 
-    policy = retry or DEFAULT.scaled(endpoints.time_scale)
+    policy = retry or DEFAULT.first_contact().scaled(endpoints.time_scale)
     body = await policy.call_as("sts:GetCallerIdentity", once)
     account = body.get("AccountId")
     if not account:

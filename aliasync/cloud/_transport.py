@@ -9,6 +9,9 @@ tree in :mod:`aliasync._exceptions` with ``raise ... from``:
   -> :class:`ThrottledError`, with the server's retry hint when it gave one;
 * 5xx, ``InternalError``, ``ServiceUnavailable``, dropped connections, timeouts
   -> :class:`TransientCloudError`;
+* a host that cannot be reached at all (a name that does not resolve, a refused connection, a
+  proxy that cannot reach it) -> :class:`UnreachableError`, naming the host, and saying whether
+  a retry can help (not for a name that does not exist);
 * ``*NotFound``, ``NoSuch*`` -> :class:`NotFoundError`;
 * anything else the cloud said -> :class:`PermanentCloudError`;
 * a credentials chain that found nothing -> :class:`ConfigurationError`.
@@ -23,7 +26,9 @@ and the chained foreign exceptions are scrubbed in place before they are attache
 from __future__ import annotations
 
 import json
+import logging
 import re
+import socket
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from typing import Any
@@ -44,9 +49,12 @@ from aliasync._exceptions import (
     PermanentCloudError,
     ThrottledError,
     TransientCloudError,
+    UnreachableError,
 )
 
 __all__ = ["boundary", "classify", "redact", "register_secret", "translate"]
+
+log = logging.getLogger("aliasync.credentials")
 
 _MASK = "***"
 _known_secrets: set[str] = set()
@@ -143,6 +151,14 @@ def translate(
     """The aliasync error for a foreign exception, or None if it is not a cloud failure."""
     where: dict[str, Any] = {"service": service, "action": action, "region": region}
     if isinstance(exc, CredentialException):
+        # Why each source of the chain had nothing: for -vv, not for the one-line error.
+        text = redact(str(exc))
+        log.debug("credential chain: %s", text)
+        profile = _profile_failure(text)
+        if profile:
+            return ConfigurationError(
+                f"the profile in ~/.aliyun/config.json gives no usable credentials: {profile}"
+            )
         return ConfigurationError(
             "no usable Alibaba Cloud credentials: set ALIBABA_CLOUD_ACCESS_KEY_ID and"
             " ALIBABA_CLOUD_ACCESS_KEY_SECRET, configure a profile in ~/.aliyun/config.json,"
@@ -155,7 +171,12 @@ def translate(
             return translate(inner, service=service, action=action, region=region)
         return TransientCloudError("ConnectionError", "request failed", **where)
     if isinstance(exc, DaraRetryError | TeaRetryError):
-        # darabonba raises RetryError for any IOError of aiohttp: refused, reset, timed out.
+        # darabonba raises RetryError for any IOError of aiohttp: refused, reset, timed out,
+        # a name that does not resolve. Its text is the IOError's (with an SSLContext's repr
+        # in it); the IOError itself is the context it was raised in.
+        original = exc.__context__
+        if isinstance(original, aiohttp.ClientError | OSError):
+            return translate(original, service=service, action=action, region=region)
         text = redact(str(getattr(exc, "message", "") or "connection failed"))
         return TransientCloudError("ConnectionError", text, **where)
     if isinstance(exc, TeaException):
@@ -166,6 +187,9 @@ def translate(
         return _from_oss_v2(exc, service=service, action=action, region=region)
     if isinstance(exc, boto_exc.NoCredentialsError | boto_exc.PartialCredentialsError):
         return ConfigurationError("OSS client has no usable credentials")
+    unreachable = _unreachable(exc, where)
+    if unreachable is not None:
+        return unreachable
     if isinstance(exc, boto_exc.HTTPClientError | boto_exc.ConnectionError):
         # Refused, reset, closed mid-response, read/connect timeouts, proxy failures.
         return TransientCloudError("ConnectionError", type(exc).__name__, **where)
@@ -181,6 +205,67 @@ def translate(
         # A body cut short or garbled on the way: the tea SDK parses every answer as JSON.
         return TransientCloudError("MalformedResponse", "response is not valid JSON", **where)
     return None
+
+
+# The default chain's message lists "<Provider>: <reason>" per source; a profile that exists
+# but fails (a RamRoleArn profile whose AssumeRole is refused) is worth saying instead of the
+# generic advice. Its reason may quote the STS error body.
+_PROFILE_REASON = re.compile(r"CLIProfileCredentialsProvider: (.*?)(?:', '|', \"|'\]|$)")
+_PROFILE_ABSENT = ("unable to open credentials file", "cli credentials file is disabled")
+_QUOTED_ERROR = re.compile(r'"Code": ?"([^"]+)", ?"Message": ?"([^"]*)"')
+
+
+def _profile_failure(chain_message: str) -> str | None:
+    """Why the Aliyun CLI profile failed, if there is a profile; None otherwise."""
+    match = _PROFILE_REASON.search(chain_message)
+    if match is None or match.group(1).startswith(_PROFILE_ABSENT):
+        return None
+    reason = match.group(1)
+    quoted = _QUOTED_ERROR.search(reason)
+    if quoted:
+        return f"{quoted.group(1)}: {quoted.group(2)}"
+    return reason if len(reason) <= 200 else reason[:200] + "…"
+
+
+# getaddrinfo's answers for a name that does not exist (as opposed to EAI_AGAIN: no answer now).
+_NO_SUCH_NAME = frozenset(
+    getattr(socket, name) for name in ("EAI_NONAME", "EAI_NODATA") if hasattr(socket, name)
+)
+
+
+def _unreachable(exc: BaseException, where: dict[str, Any]) -> UnreachableError | None:
+    """An UnreachableError if ``exc`` says that no connection to the host could be made."""
+    if isinstance(exc, boto_exc.ProxyConnectionError | boto_exc.EndpointConnectionError):
+        # aiobotocore wraps aiohttp's error as ``error``; only the host of the URL is named.
+        inner = getattr(exc, "kwargs", {}).get("error")
+        return _unreachable(inner, where) if isinstance(inner, BaseException) else None
+    if isinstance(exc, aiohttp.ClientHttpProxyError):
+        # The proxy answered the CONNECT itself: it cannot reach (or resolve) the host.
+        host = exc.request_info.url.host or "the host"
+        reason = f"the proxy answered {exc.status} {exc.message}".rstrip()
+        return UnreachableError(host, reason, status=exc.status, **where)
+    if isinstance(exc, aiohttp.ClientProxyConnectionError):
+        return UnreachableError(
+            f"the proxy {exc.host}:{exc.port}", _os_reason(exc.os_error), **where
+        )
+    if isinstance(exc, aiohttp.ClientConnectorError) and not isinstance(
+        exc, aiohttp.ClientSSLError
+    ):
+        error = exc.os_error
+        if isinstance(error, socket.gaierror):
+            if error.errno in _NO_SUCH_NAME:
+                return UnreachableError(
+                    exc.host, "the name does not resolve", can_recover=False, **where
+                )
+            return UnreachableError(exc.host, "the name cannot be resolved now", **where)
+        return UnreachableError(exc.host, _os_reason(error), **where)
+    return None
+
+
+def _os_reason(error: OSError) -> str:
+    if isinstance(error, ConnectionRefusedError):
+        return "connection refused"
+    return (error.strerror or type(error).__name__).lower()
 
 
 def _from_tea(exc: TeaException, where: dict[str, Any]) -> CloudError:
@@ -240,6 +325,11 @@ def _from_oss_v2(
         return classify(code, message, status=status, request_id=_str(inner.request_id), **where)
     if isinstance(inner, oss_exc.CredentialsBaseError):
         return ConfigurationError("OSS client has no usable credentials")
+    if isinstance(inner, oss_exc.RequestError):
+        detail = inner.unwrap()
+        unreachable = _unreachable(detail, where) if isinstance(detail, BaseException) else None
+        if unreachable is not None:
+            return unreachable
     if isinstance(inner, oss_exc.RequestError | oss_exc.ResponseError):
         # Refused, reset, timed out, or an answer cut short on the way.
         return TransientCloudError("ConnectionError", type(inner).__name__, **where)

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from aliasync._exceptions import UsageError
 
-__all__ = ["ImportOptions", "check_options"]
+__all__ = ["MAX_SHARE_ACCOUNTS", "ImportOptions", "check_account_ids", "check_options"]
+
+# An Alibaba Cloud account ID (UID) is 16 digits.
+_ACCOUNT_ID = re.compile(r"[0-9]{16}")
+# "cn-hangzhou", "ap-southeast-1", "cn-hangzhou-finance": what DescribeRegions names.
+_REGION_ID = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)+")
+# ModifyImageSharePermission: an image is shared with at most 50 accounts
+# (QuotaExceed.ShareImageUser, docs/alibaba-api-facts.md section 11).
+MAX_SHARE_ACCOUNTS = 50
 
 
 @dataclass(frozen=True)
@@ -31,7 +41,18 @@ class ImportOptions:
 
 
 def check_options(options: ImportOptions) -> None:
-    """Refuse what cannot work, before anything is created (UsageError)."""
+    """Refuse what cannot work, before the first cloud call (UsageError).
+
+    Only what the cloud alone can tell is left to it: whether a well-formed region exists
+    (DescribeRegions, before anything is created) and whether an account ID belongs to an
+    account.
+    """
+    for region in options.regions or ():
+        if not _REGION_ID.fullmatch(region):
+            raise UsageError(
+                f"-r {region!r} is not a region ID (such as cn-hangzhou or ap-southeast-1)"
+            )
+    check_account_ids(options.share_accounts)
     if options.copy_concurrency < 1:
         raise UsageError("--copy-concurrency must be at least 1")
     if options.upload_concurrency < 1:
@@ -40,4 +61,21 @@ def check_options(options: ImportOptions) -> None:
         raise UsageError(
             "--public and --share-account cannot be combined: ECS does not share community"
             " (public) images with accounts; publish, or share, not both"
+        )
+
+
+def check_account_ids(accounts: Sequence[str]) -> None:
+    """Refuse --share-account values that cannot be account IDs, and too many of them."""
+    for account in accounts:
+        if not _ACCOUNT_ID.fullmatch(account):
+            raise UsageError(
+                f"--share-account {account!r} is not an Alibaba Cloud account ID (16 digits)"
+            )
+    repeated = sorted({a for a in accounts if accounts.count(a) > 1})
+    if repeated:
+        raise UsageError(f"--share-account {repeated[0]} is given more than once")
+    if len(accounts) > MAX_SHARE_ACCOUNTS:
+        raise UsageError(
+            f"--share-account is given {len(accounts)} times; ECS shares an image with at most"
+            f" {MAX_SHARE_ACCOUNTS} accounts"
         )

@@ -27,12 +27,19 @@ DEFAULT_TIME_SCALE = 1000.0
 
 def _services(ctx: SimContext) -> list[Service]:
     # Imported here so that the core does not depend on service internals at import time.
-    from aliasync.sim.ecs import EcsService
+    from aliasync.sim.ecs import EcsService, MetadataService
     from aliasync.sim.fc import FcService
     from aliasync.sim.oss import OssService
     from aliasync.sim.ram import RamService, StsService
 
-    return [OssService(ctx), EcsService(ctx), FcService(ctx), StsService(ctx), RamService(ctx)]
+    return [
+        OssService(ctx),
+        EcsService(ctx),
+        FcService(ctx),
+        StsService(ctx),
+        RamService(ctx),
+        MetadataService(ctx),
+    ]
 
 
 RELAY_ROLE = "AliasyncRelayRole"  # what `aliasync setup` creates for the relay function
@@ -260,6 +267,16 @@ class Simulator:
         target.chmod(0o600)  # before the secret goes in
         target.write_text("".join(lines))
         return target
+
+    def attach_instance_role(self, role: str, *, hardened: bool = False) -> None:
+        """Make the machine the clients run on an ECS instance with the RAM role ``role``.
+
+        Its metadata service (``http://100.100.100.200``, through the proxy) then hands out the
+        role's temporary key; ``hardened`` requires a metadata token (IMDSv2). The role must
+        exist and trust ``ecs.aliyuncs.com`` (ValueError otherwise), as AttachInstanceRamRole
+        requires.
+        """
+        self.ctx.models["metadata"].attach_role(role, hardened=hardened)
 
     # -- introspection ---------------------------------------------------------------------
 

@@ -14,11 +14,12 @@ class KeyRecord:
     secret: str
     security_token: str | None = None
     expires_at: float | None = None  # virtual seconds; None: never
-    principal: str = "root"  # "root" or "role/<RoleName>"
+    # "root", "user/<UserName>", or "role/<RoleName>[/<session>]" for temporary keys
+    principal: str = "root"
 
 
 class KeyStore:
-    """Looks up access keys by ID; issues temporary ones for roles (FC functions)."""
+    """Looks up access keys by ID; issues RAM users' keys and temporary ones for roles."""
 
     def __init__(self, access_key_id: str, secret: str) -> None:
         self._keys: dict[str, KeyRecord] = {}
@@ -38,3 +39,17 @@ class KeyStore:
         )
         self._keys[record.access_key_id] = record
         return record
+
+    def issue_long_lived(self, principal: str) -> KeyRecord:
+        """A RAM user's access key: no token, no expiry."""
+        record = KeyRecord(
+            access_key_id="LTAI" + secrets.token_hex(10),
+            secret=secrets.token_urlsafe(22),
+            principal=principal,
+        )
+        self._keys[record.access_key_id] = record
+        return record
+
+    def temporary(self) -> list[KeyRecord]:
+        """Every temporary key issued so far (for tests that look for leaked secrets)."""
+        return [k for k in self._keys.values() if k.security_token is not None]

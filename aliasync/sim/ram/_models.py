@@ -1,7 +1,9 @@
-"""RAM state: roles, their trust policies and attached policies. No HTTP here.
+"""RAM state: roles, their trust policies and attached policies; users. No HTTP here.
 
 Roles are unique by name, case-insensitively; an ARN names the role in lower case, as RAM
 prints it. Only system policies exist (there is no CreatePolicy), from :data:`SYSTEM_POLICIES`.
+Users are unique by name too (case-insensitively: a guess) and hold up to two access keys, kept
+in the emulator's key store with the principal ``user/<name>``.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ SYSTEM_POLICIES: dict[str, str] = {
 }
 
 _ROLE_NAME = re.compile(r"[A-Za-z0-9.\-]{1,64}")
+_USER_NAME = re.compile(r"[A-Za-z0-9._\-]{1,64}")
+MAX_USER_KEYS = 2  # "A RAM user can have up to two AccessKey pairs" (RAM limits)
 _POLICY_TYPES = ("System", "Custom")
 
 
@@ -96,6 +100,43 @@ class RoleRecord:
                 services.update(v for v in values if isinstance(v, str))
         return services
 
+    def trusted_ram_principals(self) -> set[str]:
+        """The ``Principal.RAM`` entries (account or identity ARNs) of every Allow statement."""
+        try:
+            doc = json.loads(self.trust_document)
+        except ValueError:
+            return set()
+        principals: set[str] = set()
+        statements = doc.get("Statement", []) if isinstance(doc, dict) else []
+        for statement in statements if isinstance(statements, list) else []:
+            if not isinstance(statement, dict) or statement.get("Effect") != "Allow":
+                continue
+            principal = statement.get("Principal")
+            value = principal.get("RAM", []) if isinstance(principal, dict) else []
+            values = [value] if isinstance(value, str) else value
+            if isinstance(values, list):
+                principals.update(v.lower() for v in values if isinstance(v, str))
+        return principals
+
+
+@dataclass
+class UserRecord:
+    """One RAM user."""
+
+    name: str
+    user_id: str
+    display_name: str
+    create_date: str
+    access_keys: list[str] = field(default_factory=list)  # key IDs, in the key store
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "UserId": self.user_id,
+            "UserName": self.name,
+            "DisplayName": self.display_name,
+            "CreateDate": self.create_date,
+        }
+
 
 def _account_domain(arn: str) -> str:
     account = arn.split(":")[3] if arn.count(":") >= 4 else ""
@@ -108,10 +149,13 @@ class RamModel:
     def __init__(self, ctx: SimContext) -> None:
         self.ctx = ctx
         self._roles: dict[str, RoleRecord] = {}  # keyed by lower-case name
+        self._users: dict[str, UserRecord] = {}  # keyed by lower-case name
         self._epoch = time.time() - ctx.clock.now()
 
-    def _timestamp(self) -> str:
-        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self._epoch + self.ctx.clock.now()))
+    def timestamp(self, virtual: float | None = None) -> str:
+        """The cloud's UTC time now (or at the virtual second ``virtual``)."""
+        at = self.ctx.clock.now() if virtual is None else virtual
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self._epoch + at))
 
     # --- API ------------------------------------------------------------------------------
 
@@ -154,7 +198,7 @@ class RamModel:
             description=description,
             trust_document=trust_document,
             max_session_duration=max_session_duration,
-            create_date=self._timestamp(),
+            create_date=self.timestamp(),
         )
         self._roles[name.lower()] = role
         return role
@@ -179,7 +223,7 @@ class RamModel:
                 f"The policy already attached to the role:{policy_name}",
                 409,
             )
-        role.policies[policy_name] = (policy_type, self._timestamp())
+        role.policies[policy_name] = (policy_type, self.timestamp())
 
     def policies_for_role(self, role_name: str) -> list[dict[str, Any]]:
         role = self.get_role(role_name)
@@ -193,6 +237,46 @@ class RamModel:
             }
             for name, (kind, date) in role.policies.items()
         ]
+
+    def create_user(self, name: str, display_name: str = "") -> UserRecord:
+        if not _USER_NAME.fullmatch(name):
+            raise SimError(
+                "InvalidParameter.UserName.InvalidChars",
+                "UserName must be 1-64 letters, digits, '.', '_' or '-'.",
+                400,
+            )
+        if len(display_name) > 128:
+            raise SimError("InvalidParameter.DisplayName.Length", "DisplayName is too long.", 400)
+        if name.lower() in self._users:
+            raise SimError("EntityAlreadyExists.User", f"The user already exists:{name}", 409)
+        digest = hashlib.sha256(f"{self.ctx.account_id}/user/{name.lower()}".encode()).digest()
+        user = UserRecord(
+            name=name,
+            user_id=f"2{int.from_bytes(digest[:8], 'big') % 10**15:015d}",
+            display_name=display_name or name,
+            create_date=self.timestamp(),
+        )
+        self._users[name.lower()] = user
+        return user
+
+    def get_user(self, name: str) -> UserRecord:
+        user = self._users.get(name.lower())
+        if user is None:
+            raise SimError("EntityNotExist.User", f"The user not exists:{name}", 404)
+        return user
+
+    def create_access_key(self, user_name: str) -> tuple[UserRecord, str, str, str]:
+        """A new active key of the user: (user, key ID, secret, creation date)."""
+        user = self.get_user(user_name)
+        if len(user.access_keys) >= MAX_USER_KEYS:
+            raise SimError(
+                "LimitExceeded.User.AccessKey",
+                f"The count of access keys of the user exceeds the limit: {MAX_USER_KEYS}.",
+                409,
+            )
+        record = self.ctx.keys.issue_long_lived(f"user/{user.name}")
+        user.access_keys.append(record.access_key_id)
+        return user, record.access_key_id, record.secret, self.timestamp()
 
     # --- for the other services -----------------------------------------------------------
 
@@ -232,12 +316,19 @@ class RamModel:
         role = self._roles.get(name.lower())
         return role is not None and service in role.trusted_services()
 
+    def role_record(self, name: str) -> RoleRecord | None:
+        return self._roles.get(name.lower())
+
+    def user(self, name: str) -> UserRecord | None:
+        return self._users.get(name.lower())
+
     def role_has_policy(self, name: str, policy: str) -> bool:
         role = self._roles.get(name.lower())
         return role is not None and policy in role.policies
 
     def snapshot(self) -> dict[str, Any]:
-        return {
+        """Roles, and users when there are any."""
+        out: dict[str, Any] = {
             "roles": [
                 {
                     "name": r.name,
@@ -249,3 +340,9 @@ class RamModel:
                 for r in sorted(self._roles.values(), key=lambda r: r.name.lower())
             ]
         }
+        if self._users:
+            out["users"] = [
+                {"name": u.name, "id": u.user_id, "keys": len(u.access_keys)}
+                for u in sorted(self._users.values(), key=lambda u: u.name.lower())
+            ]
+        return out

@@ -1,5 +1,8 @@
 """STS and RAM over HTTP: RPC style (ACS3 or RPC V1 signatures), region-less, JSON answers.
 
+STS: GetCallerIdentity and AssumeRole. RAM: roles and their system policies, users and their
+access keys.
+
 The action comes from the ``x-acs-action`` header (ACS3) or the ``Action`` parameter (V1).
 Parameters come from the query string, plus a form-encoded body when an ACS3 request has one
 (the body is covered by ``x-acs-content-sha256``). Errors are
@@ -27,6 +30,7 @@ from aliasync.sim._errors import DropConnection, SimError
 from aliasync.sim._keys import KeyRecord
 from aliasync.sim._service import Route, SimRequest
 from aliasync.sim.ram._models import RamModel
+from aliasync.sim.ram._sessions import StsModel
 
 Params = dict[str, str]
 Action = Callable[[Params, KeyRecord], dict[str, Any]]
@@ -127,14 +131,18 @@ class _RpcService:
 
 
 class StsService(_RpcService):
-    """Security Token Service: GetCallerIdentity, for the root key and temporary keys."""
+    """Security Token Service: GetCallerIdentity (any key) and AssumeRole (users, roles)."""
 
     name = "sts"
     product = "Sts"
 
     def __init__(self, ctx: SimContext) -> None:
         super().__init__(ctx)
-        self._actions = {"GetCallerIdentity": self._get_caller_identity}
+        self.sessions = StsModel(ram_model(ctx))
+        self._actions = {
+            "GetCallerIdentity": self._get_caller_identity,
+            "AssumeRole": self._assume_role,
+        }
 
     def _owns(self, host: str) -> bool:
         if host == "sts.aliyuncs.com":
@@ -146,9 +154,47 @@ class StsService(_RpcService):
             raise DropConnection(f"no STS endpoint at {host}")
         return True
 
+    def _assume_role(self, params: Params, key: KeyRecord) -> dict[str, Any]:
+        duration = params.get("DurationSeconds") or "3600"
+        if not (duration.isascii() and duration.isdigit() and len(duration) <= 9):
+            raise SimError(
+                "InvalidParameter.DurationSeconds", "DurationSeconds must be a number.", 400
+            )
+        role, temporary, expiration = self.sessions.assume_role(
+            key,
+            _required(params, "RoleArn"),
+            _required(params, "RoleSessionName"),
+            int(duration),
+            policy=params.get("Policy"),
+            external_id=params.get("ExternalId"),
+        )
+        session = temporary.principal.split("/", 2)[2]
+        return {
+            "AssumedRoleUser": {
+                "AssumedRoleId": f"{role.role_id}:{session}",
+                "Arn": f"{role.arn}/{session}",
+            },
+            "Credentials": {
+                "AccessKeyId": temporary.access_key_id,
+                "AccessKeySecret": temporary.secret,
+                "SecurityToken": temporary.security_token,
+                "Expiration": expiration,
+            },
+        }
+
     def _get_caller_identity(self, params: Params, key: KeyRecord) -> dict[str, Any]:
         account = self.ctx.account_id
         parts = key.principal.split("/")
+        if parts[0] == "user" and len(parts) == 2:
+            user = ram_model(self.ctx).user(parts[1])
+            user_id = user.user_id if user else ""
+            return {
+                "IdentityType": "RAMUser",
+                "AccountId": account,
+                "PrincipalId": user_id,
+                "UserId": user_id,
+                "Arn": f"acs:ram::{account}:user/{parts[1]}",
+            }
         if parts[0] != "role" or len(parts) < 2:
             return {
                 "IdentityType": "Account",
@@ -177,7 +223,7 @@ class RamService(_RpcService):
 
     name = "ram"
     product = "Ram"
-    mutating = frozenset({"CreateRole", "AttachPolicyToRole"})
+    mutating = frozenset({"CreateRole", "AttachPolicyToRole", "CreateUser", "CreateAccessKey"})
 
     def __init__(self, ctx: SimContext) -> None:
         super().__init__(ctx)
@@ -187,6 +233,9 @@ class RamService(_RpcService):
             "CreateRole": self._create_role,
             "AttachPolicyToRole": self._attach_policy_to_role,
             "ListPoliciesForRole": self._list_policies_for_role,
+            "CreateUser": self._create_user,
+            "GetUser": self._get_user,
+            "CreateAccessKey": self._create_access_key,
         }
 
     def _owns(self, host: str) -> bool:
@@ -220,3 +269,28 @@ class RamService(_RpcService):
     def _list_policies_for_role(self, params: Params, key: KeyRecord) -> dict[str, Any]:
         policies = self.model.policies_for_role(_required(params, "RoleName"))
         return {"Policies": {"Policy": policies}}
+
+    def _create_user(self, params: Params, key: KeyRecord) -> dict[str, Any]:
+        user = self.model.create_user(_required(params, "UserName"), params.get("DisplayName", ""))
+        return {"User": user.to_json()}
+
+    def _get_user(self, params: Params, key: KeyRecord) -> dict[str, Any]:
+        return {"User": self.model.get_user(_required(params, "UserName")).to_json()}
+
+    def _create_access_key(self, params: Params, key: KeyRecord) -> dict[str, Any]:
+        # Without UserName the caller's own key would be made; the root account's keys are
+        # not emulated beyond the one the emulator starts with (guess: the stricter reading).
+        name = params.get("UserName")
+        if not name and key.principal.startswith("user/"):
+            name = key.principal.split("/", 1)[1]
+        if not name:
+            raise SimError("MissingParameter", "UserName is mandatory for this action.", 400)
+        _, key_id, secret, created = self.model.create_access_key(name)
+        return {
+            "AccessKey": {
+                "AccessKeyId": key_id,
+                "AccessKeySecret": secret,
+                "Status": "Active",
+                "CreateDate": created,
+            }
+        }
