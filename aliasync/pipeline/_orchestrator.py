@@ -128,6 +128,9 @@ class Importer:
                 )
         run = self._new_run(record.run_id, options, images)
         run.resumed = self.journal.latest_steps(record.run_id)
+        for region, _, step in run.resumed:
+            if step == "function":  # deployed by an earlier session: cleanup removes it
+                run.functions.setdefault(region, run.function_name())
         self.journal.set_status(record.run_id, "running")
         return await self._execute(run, regions)
 
@@ -276,13 +279,18 @@ class Importer:
         another machine): it is left alone.
         """
         found = await self.cloud.oss.list_buckets(BUCKET_PREFIX)
-        own = f"{BUCKET_PREFIX}{run.short_id}-"  # a resumed run's imports may still read these
+        own = f"{BUCKET_PREFIX}{run.short_id}-"
         now = time.time()
         async with anyio.create_task_group() as tg:
             for bucket in found:
+                if bucket.name.startswith(own):
+                    # An earlier session's of this run: its imports may still read it, and
+                    # this session's cleanup removes it, whether or not the region has work left.
+                    run.buckets.setdefault(bucket.region, bucket.name)
+                    continue
                 # Creation dates are wall-clock; an emulator's cloud runs time_scale faster.
                 age = (now - bucket.created) * self.endpoints.time_scale
-                if bucket.name.startswith(own) or age < STALE_BUCKET_AGE:
+                if age < STALE_BUCKET_AGE:
                     continue
                 run.emit(bucket.region, "cleanup", f"removing stale bucket {bucket.name}")
                 tg.start_soon(self._remove_bucket, run, bucket.region, bucket.name)

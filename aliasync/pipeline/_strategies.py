@@ -230,6 +230,7 @@ async def _ensure_function(cloud: Cloud, run: Run, region: str) -> str:
         if region not in run.functions:
             _, memory, timeout = relay_limits(max((i.size for i in run.images), default=0))
             run.functions[region] = name  # registered first: cleanup finds it whatever happens
+            run.note(region, "", "function", "started", name=name)  # and so does a resume
             await cloud.fc.create_function(
                 region,
                 name,

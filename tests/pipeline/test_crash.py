@@ -1,0 +1,20 @@
+"""SIGKILL at a kind of step, then --resume RUN: every image once, nothing leaked, exit 0.
+
+A subset of the crash matrix of ``benchmarks/fault_campaign.py`` (machinery:
+``tests/crashing.py``); each case is killed at the same kind of step as many times as given.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.crashing import STEPS, crash_case
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.mark.parametrize(("step", "kills"), [("cleanup", 2)])
+async def test_killed_at_a_step_and_resumed_loses_and_leaks_nothing(step: str, kills: int) -> None:
+    """Killed at ``step`` (``kills`` sessions in a row), the last resume finishes the run."""
+    outcome = await crash_case(STEPS[step], kills=kills)
+    assert outcome.ok, (outcome.problems, outcome.stderr[-4000:])
