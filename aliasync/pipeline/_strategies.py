@@ -104,7 +104,7 @@ async def publish_image(cloud: Cloud, job: ImageJob) -> None:
     started = time.monotonic()
     try:
         existing = job.plan.existing.get(image.name, [])
-        if _in_flight(run, region, image.name):
+        if _in_flight(run, region, image.name, "import", "copy"):
             # An earlier session of this run sent ImportImage or CopyImage: the image of that
             # name is (almost certainly) ours, and re-sending the same ClientToken finds it.
             existing = []
@@ -115,11 +115,17 @@ async def publish_image(cloud: Cloud, job: ImageJob) -> None:
                 f"an image named {image.name!r} already exists ({ids}); use --overwrite",
                 region=region,
             )
-        if job.plan.strategy == "copy":
+        if job.plan.strategy == "copy" or _in_flight(run, region, image.name, "copy"):
+            if job.plan.strategy != "copy":  # an earlier session fell back to copying
+                result.strategy = "copy"
+                await run.done_importing(region, image.name)
             info = await _copy(cloud, job, existing)
         else:
             try:
-                if job.plan.strategy == "direct":
+                reattached = await _reattach_import(cloud, job)
+                if reattached is not None:
+                    info = reattached
+                elif job.plan.strategy == "direct":
                     info = await _direct(cloud, job, existing)
                 else:
                     info = await _relay(cloud, job, existing)
@@ -150,9 +156,33 @@ async def publish_image(cloud: Cloud, job: ImageJob) -> None:
         result.elapsed = time.monotonic() - started
 
 
-def _in_flight(run: Run, region: str, image: str) -> bool:
+def _in_flight(run: Run, region: str, image: str, *steps: str) -> bool:
+    """An earlier session of this run sent (or was sending) one of these steps' calls."""
     return any(run.earlier(region, image, step).get("state") in ("started", "sent")
-               for step in ("import", "copy"))  # fmt: skip
+               for step in steps)  # fmt: skip
+
+
+async def _reattach_import(cloud: Cloud, job: ImageJob) -> ImageInfo | None:
+    """Finish the import an earlier session started, without uploading or relaying again.
+
+    The object was complete in the run's bucket before that ImportImage was sent; the same
+    ClientToken finds the import if it was made. None: nothing was in flight, or the object is
+    gone (then the image goes in afresh).
+    """
+    run, region, image = job.run, job.region, job.image
+    if job.plan.bucket is None or not _in_flight(run, region, image.name, "import"):
+        return None
+    key = run.object_key(image)
+    if job.plan.strategy == "direct":  # still a source for the relays of this session
+        copy = UploadedCopy(region, job.plan.bucket, key)
+        await run.uploads.finished(image.name, region, copy)
+    run.emit(region, "import", "re-attaching to an earlier session's import", image.name)
+    try:
+        return await _import(cloud.ecs(region), job, job.plan.bucket, key)
+    except PermanentCloudError as exc:
+        if exc.code not in ("InvalidOSSObject.NotFound", "InvalidOSSBucket.NotFound"):
+            raise
+        return None
 
 
 async def _direct(cloud: Cloud, job: ImageJob, existing: list[ImageInfo]) -> ImageInfo:
