@@ -86,6 +86,16 @@ def _copy_running(sim: Simulator, call: CallRecord) -> float | None:
     return min(starts) if starts else None
 
 
+def _last_old_image_deleted(sim: Simulator, call: CallRecord) -> float | None:
+    """DeleteImage took the last image of the run's names in its region: only the snapshot
+    sweep of that region is left before the new image goes in."""
+    if call.action != "DeleteImage" or call.status != 200 or call.region is None:
+        return None
+    region = sim.ctx.models["ecs"].snapshot()["regions"].get(call.region, {})
+    left = [i for i in region.get("images", []) if i["name"].startswith(NAME)]
+    return None if left else sim.clock.now()
+
+
 @dataclass(frozen=True)
 class Step:
     """A kind of step to kill the CLI at, and the run that gets there."""
@@ -110,6 +120,7 @@ STEPS: dict[str, Step] = {
         Step("copy-queued", _copy_queued, copy_slots=1),
         Step("copy-running", _copy_running),
         Step("overwrite", _on("DeleteImage", ok=True), overwrite=True),
+        Step("overwrite-last", _last_old_image_deleted, overwrite=True),
         Step("publishing", _on("ModifyImageSharePermission"), public=True),
         Step("cleanup", _on("DeleteBucket", region="ap-southeast-1")),
     )
@@ -122,7 +133,9 @@ class CrashOutcome:
 
     step: str
     kills: int
-    reached: list[bool] = field(default_factory=list)  # per kill: the step was reached
+    # Per kill: the step was reached. A resumed session may have no such step left (the calls
+    # the killed one had sent were served after its death): it then runs to the end.
+    reached: list[bool] = field(default_factory=list)
     signals: list[int | None] = field(default_factory=list)  # per kill: the exit status
     exit_code: int | None = None  # of the final resume
     problems: list[str] = field(default_factory=list)
@@ -283,9 +296,11 @@ def _check(
     for number, (reached, status) in enumerate(
         zip(outcome.reached, outcome.signals, strict=True), 1
     ):
-        if not reached:
-            problems.append(f"kill {number}: the step was never reached (exit {status})")
-        elif status != -signal.SIGKILL:
+        if not reached and number == 1:
+            problems.append(f"the step was never reached (exit {status})")
+        elif not reached and status != 0:
+            problems.append(f"session {number} (step not reached) ended {status}")
+        elif reached and status != -signal.SIGKILL:
             problems.append(f"kill {number}: the CLI ended {status}, not by SIGKILL")
     if outcome.exit_code != 0:
         last = outcome.stderr.strip().splitlines()[-1:] or [""]

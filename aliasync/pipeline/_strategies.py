@@ -486,11 +486,13 @@ async def _finish(ecs: EcsApi, job: ImageJob, info: ImageInfo) -> None:
 
 
 async def _retire(ecs: EcsApi, job: ImageJob, existing: list[ImageInfo]) -> None:
-    """Overwrite: unpublish, tag snapshots, delete the image, then every tagged snapshot."""
+    """Overwrite: unpublish, tag snapshots, delete the image, then every tagged snapshot
+    (also those of an image a killed run deleted, which is no longer there to retire)."""
     await retire_images(
         ecs,
         existing,
         on_retire=lambda old: job.run.emit(
             job.region, "overwrite", f"retiring {old.image_id}", job.image.name
         ),
+        sweep=job.run.options.overwrite,
     )

@@ -13,7 +13,9 @@ from tests.crashing import STEPS, crash_case
 pytestmark = pytest.mark.anyio
 
 
-@pytest.mark.parametrize(("step", "kills"), [("cleanup", 2), ("import-relayed", 2)])
+@pytest.mark.parametrize(
+    ("step", "kills"), [("cleanup", 2), ("import-relayed", 2), ("overwrite-last", 1)]
+)
 async def test_killed_at_a_step_and_resumed_loses_and_leaks_nothing(step: str, kills: int) -> None:
     """Killed at ``step`` (``kills`` sessions in a row), the last resume finishes the run."""
     outcome = await crash_case(STEPS[step], kills=kills)
