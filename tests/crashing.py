@@ -40,60 +40,68 @@ NAME = "ipxe-crash"
 BIG_SIZE = 20 * 2**20  # three 8 MiB parts: a multipart upload with parts in flight
 STEP_TIMEOUT = 120.0  # real seconds a session may take to reach its step (a hung run fails)
 
-# (simulator, answered call) -> the virtual instant to stop the clock at, or None: not yet.
-Reached = Callable[[Simulator, CallRecord], float | None]
+# (the case's emulator, an answered call) -> the virtual instant to stop the clock at, or None.
+Reached = Callable[["Watch", CallRecord], float | None]
+
+
+@dataclass
+class Watch:
+    """What a step's test sees: the emulator, and the images a first run made (overwrite)."""
+
+    sim: Simulator
+    old_ids: set[str] = field(default_factory=set)
 
 
 def _on(action: str, *, region: str | None = None, ok: bool = False) -> Reached:
     """The step is the first answer to ``action`` (in ``region``; successful if ``ok``)."""
 
-    def reached(sim: Simulator, call: CallRecord) -> float | None:
+    def reached(watch: Watch, call: CallRecord) -> float | None:
         if call.action != action or (region is not None and call.region != region):
             return None
         if ok and call.status != 200:
             return None
-        return sim.clock.now()
+        return watch.sim.clock.now()
 
     return reached
 
 
-def _relay_running(sim: Simulator, call: CallRecord) -> float | None:
+def _relay_running(watch: Watch, call: CallRecord) -> float | None:
     """A relay function, invoked and not yet answered, has made its first download."""
-    invoking = any(k[:2] == ("fc", "InvokeFunction") for k in sim.calls.in_flight)
+    invoking = any(k[:2] == ("fc", "InvokeFunction") for k in watch.sim.calls.in_flight)
     if call.origin is not None and call.action == "GetObject" and invoking:
-        return sim.clock.now()
+        return watch.sim.clock.now()
     return None
 
 
-def _copy_queued(sim: Simulator, call: CallRecord) -> float | None:
+def _copy_queued(watch: Watch, call: CallRecord) -> float | None:
     """A CopyImage was accepted and some copy waits in its source's queue behind another."""
     if call.action != "CopyImage" or call.status != 200:
         return None
-    state = sim.ctx.models["ecs"].snapshot()
+    state = watch.sim.ctx.models["ecs"].snapshot()
     now = state["now"]
     jobs = [j for q in state["copy_queues"].values() for j in q if not j["cancelled"]]
     return now if any(j["start"] > now for j in jobs) else None
 
 
-def _copy_running(sim: Simulator, call: CallRecord) -> float | None:
+def _copy_running(watch: Watch, call: CallRecord) -> float | None:
     """A copy has been running for a minute (stops the clock then, mid-copy)."""
     if call.action != "CopyImage" or call.status != 200:
         return None
-    state = sim.ctx.models["ecs"].snapshot()
+    state = watch.sim.ctx.models["ecs"].snapshot()
     now = state["now"]
     jobs = [j for q in state["copy_queues"].values() for j in q if not j["cancelled"]]
     starts = [max(now, j["start"]) + 60.0 for j in jobs if j["end"] > max(now, j["start"]) + 60]
     return min(starts) if starts else None
 
 
-def _last_old_image_deleted(sim: Simulator, call: CallRecord) -> float | None:
-    """DeleteImage took the last image of the run's names in its region: only the snapshot
-    sweep of that region is left before the new image goes in."""
+def _last_old_image_deleted(watch: Watch, call: CallRecord) -> float | None:
+    """DeleteImage took the last old image in its region: only the snapshot sweep is left
+    there before the new images go in."""
     if call.action != "DeleteImage" or call.status != 200 or call.region is None:
         return None
-    region = sim.ctx.models["ecs"].snapshot()["regions"].get(call.region, {})
-    left = [i for i in region.get("images", []) if i["name"].startswith(NAME)]
-    return None if left else sim.clock.now()
+    region = watch.sim.ctx.models["ecs"].snapshot()["regions"].get(call.region, {})
+    left = [i for i in region.get("images", []) if i["id"] in watch.old_ids]
+    return None if left else watch.sim.clock.now()
 
 
 @dataclass(frozen=True)
@@ -168,17 +176,17 @@ def _run_id(state: Path) -> str:
 class _Trap:
     """Stops the emulator's clock the first time ``step`` is reached, while armed."""
 
-    def __init__(self, sim: Simulator, step: Step) -> None:
-        self.sim, self.step = sim, step
+    def __init__(self, watch: Watch, step: Step) -> None:
+        self.watch, self.step = watch, step
         self.armed = False
-        sim.calls.watchers.append(self)
+        watch.sim.calls.watchers.append(self)
 
     def __call__(self, call: CallRecord) -> None:
         if self.armed:
-            at = self.step.reached(self.sim, call)
+            at = self.step.reached(self.watch, call)
             if at is not None:
                 self.armed = False
-                self.sim.clock.pause(at=at)
+                self.watch.sim.clock.pause(at=at)
 
 
 async def _first_call(sim: Simulator, process: anyio.abc.Process, before: int) -> None:
@@ -245,7 +253,7 @@ async def crash_case(
                     return outcome
                 old_ids = {i["id"] for i in _all_images(sim)}
                 command.append("--overwrite")
-            trap = _Trap(sim, step)
+            trap = _Trap(Watch(sim, old_ids), step)
             for _ in range(kills):
                 await _killed_session(sim, trap, command, env, outcome)
                 command = [*base, "--resume", _run_id(work / "state"), "--json"]
