@@ -1,0 +1,39 @@
+"""When a way into a region keeps failing, and when the account cannot import at all."""
+
+from __future__ import annotations
+
+import pytest
+
+from aliasync.sim import FaultProfile, FaultRule, Simulator, profile
+from tests.importing import BIOS, UEFI, assert_no_leaks, assert_published, run_import
+
+pytestmark = pytest.mark.anyio
+
+RELAY = "cn-beijing"
+REGIONS = ("ap-southeast-1", RELAY, "cn-heyuan")
+RELAY_FAILURES: dict[str, FaultProfile] = {
+    # Function Compute answers every InvokeFunction with an error.
+    "invocation errors": profile("none").with_(
+        rules=(FaultRule(f"fc:InvokeFunction:{RELAY}", transient_rate=1.0),)
+    ),
+    # Every invocation hangs until the function's timeout.
+    "timeouts": profile("none").with_(
+        rules=(FaultRule(f"model:fc_timeout:{RELAY}", function_timeout_rate=1.0),)
+    ),
+    # Every cross-region download the relay makes is cut off mid-body.
+    "cut downloads": profile("none").with_(download_failure_rate=1.0),
+}
+
+
+@pytest.mark.parametrize("failure", sorted(RELAY_FAILURES))
+async def test_a_relay_failing_every_time_falls_back_to_copy(failure: str) -> None:
+    """The relay never fills the bucket: the region gets its images by CopyImage, the run
+    succeeds, and the function and buckets are gone."""
+    async with Simulator(seed=61, profile=RELAY_FAILURES[failure]) as sim:
+        report = await run_import(sim, [BIOS, UEFI], name="ipxe-rf", regions=REGIONS)
+        assert_published(sim, report, [BIOS, UEFI], name="ipxe-rf", regions=REGIONS)
+        (relay,) = [r for r in report.regions if r.region == RELAY]
+        assert [i.strategy for i in relay.images] == ["copy", "copy"]
+        assert sim.calls.count("InvokeFunction", RELAY) >= 2  # each image tried the relay
+        assert sim.calls.count("ImportImage", RELAY) == 0
+        assert_no_leaks(sim)
