@@ -39,7 +39,12 @@ from aliasync.pipeline._report import (
 )
 from aliasync.pipeline._run import BUCKET_PREFIX, FUNCTION_PREFIX, Run
 from aliasync.pipeline._state import CapabilityCache, state_dir
-from aliasync.pipeline._strategies import ImageJob, publish_image, remove_bucket
+from aliasync.pipeline._strategies import (
+    ImageJob,
+    ImportRoleMissingError,
+    publish_image,
+    remove_bucket,
+)
 
 CLEANUP_DEADLINE = 600.0
 # Cloud seconds after which a temporary bucket is taken for a crashed run's. A run uses its
@@ -165,16 +170,20 @@ class Importer:
                 cached=capabilities.load(),
                 on_planned=capabilities.save,
             )
-            async with anyio.create_task_group() as tg:
-                for region in board.regions:
-                    tg.start_soon(
-                        self._plan_and_run,
-                        run,
-                        board,
-                        tg.cancel_scope,
-                        results[region],
-                        todo[region],
-                    )
+            try:
+                async with anyio.create_task_group() as tg:
+                    for region in board.regions:
+                        tg.start_soon(
+                            self._plan_and_run,
+                            run,
+                            board,
+                            tg.cancel_scope,
+                            results[region],
+                            todo[region],
+                        )
+            except* ImportRoleMissingError as group:
+                status = "error"  # every region stopped: the account cannot import
+                raise _first(group) from None
             if board.unreachable is not None:
                 raise board.unreachable
             status = report.status
@@ -340,6 +349,15 @@ async def import_images(
     await _prepare(paths, replace(options, name=base_name(options.name, options.family)))
     async with Importer(endpoints, on_event=on_event) as importer:
         return await importer.run(paths, options)
+
+
+def _first(group: BaseExceptionGroup[ImportRoleMissingError]) -> ImportRoleMissingError:
+    """One error of a task group's (nested) group, to report once."""
+    leaf: BaseException = group
+    while isinstance(leaf, BaseExceptionGroup):
+        leaf = leaf.exceptions[0]
+    assert isinstance(leaf, ImportRoleMissingError)
+    return leaf
 
 
 def _summary(image: PreparedImage) -> ImageSummary:

@@ -14,7 +14,13 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from aliasync._exceptions import AliasyncError, CloudError, NotFoundError, PermanentCloudError
+from aliasync._exceptions import (
+    AliasyncError,
+    CloudError,
+    ConfigurationError,
+    NotFoundError,
+    PermanentCloudError,
+)
 from aliasync.cloud._ecs import EcsApi, ImageFailedError, ImageInfo
 from aliasync.cloud._oss import EmptiedInsideOnlyError
 from aliasync.cloud._oss_upload import part_size_for
@@ -32,8 +38,8 @@ if TYPE_CHECKING:
     from aliasync.pipeline._run import Run
 
 __all__ = [
-    "DELETE_TAG", "ImageJob", "delete_tagged_snapshots", "publish_image", "relay_limits",
-    "remove_bucket",
+    "DELETE_TAG", "ImageJob", "ImportRoleMissingError", "delete_tagged_snapshots",
+    "publish_image", "relay_limits", "remove_bucket",
 ]  # fmt: skip
 
 IMPORT_ATTEMPTS = 3  # a failed import task is retried as a new import this many times
@@ -85,6 +91,15 @@ class PublishRefusedError(PermanentCloudError):
 
 class ImportExhaustedError(PermanentCloudError):
     """Every ImportImage attempt in a region failed; the image may still be copied there."""
+
+
+# ImportImage's answer when the account has no role for ECS to read OSS (and [D21]'s spelling).
+_NO_IMPORT_ROLE = frozenset({"NoSetRoletoECSServiceAccount", "NoSetRoletoECSServiceAcount"})
+IMPORT_ROLE = "AliyunECSImageImportDefaultRole"
+
+
+class ImportRoleMissingError(ConfigurationError):
+    """The account cannot import at all: the whole run stops, with one error."""
 
 
 @dataclass
@@ -146,6 +161,8 @@ async def publish_image(cloud: Cloud, job: ImageJob) -> None:
         run.note(region, image.name, "result", "done", image_id=info.image_id,
                  strategy=result.strategy)  # fmt: skip
         run.emit(region, "done", f"{info.image_id} available", image.name)
+    except ImportRoleMissingError:
+        raise  # the account's, not the region's: the run stops
     except (AliasyncError, NoSourceError) as exc:
         message = (
             "no region holds this image to copy it from"
@@ -432,17 +449,26 @@ async def _import(ecs: EcsApi, job: ImageJob, bucket: str, key: str) -> ImageInf
         run.emit(region, "import", "importing", image.name)
         token = run.client_token("ImportImage", region, image, attempt)
         run.note(region, image.name, "import", "started", attempt=attempt, token=token)
-        image_id, task_id = await ecs.import_image(
-            name=image.name,
-            bucket=bucket,
-            key=key,
-            disk_image_size_gib=image.disk.disk_image_size_gib,
-            boot_mode=image.import_boot_mode,
-            architecture=image.architecture,
-            disk_format=image.disk.format,
-            client_token=token,
-            description=f"{image.name} (aliasync run {run.run_id})",
-        )
+        try:
+            image_id, task_id = await ecs.import_image(
+                name=image.name,
+                bucket=bucket,
+                key=key,
+                disk_image_size_gib=image.disk.disk_image_size_gib,
+                boot_mode=image.import_boot_mode,
+                architecture=image.architecture,
+                disk_format=image.disk.format,
+                client_token=token,
+                description=f"{image.name} (aliasync run {run.run_id})",
+            )
+        except PermanentCloudError as exc:
+            if exc.code not in _NO_IMPORT_ROLE:
+                raise
+            raise ImportRoleMissingError(
+                f"ImportImage refused ({exc.code}): the account has no RAM role {IMPORT_ROLE}"
+                " for ECS to read OSS; create it with `aliasync setup`, then continue with"
+                f" `aliasync import --resume {run.run_id}`"
+            ) from exc
         run.note(region, image.name, "import", "sent", attempt=attempt, token=token,
                  image_id=image_id, task_id=task_id)  # fmt: skip
         run.emit(region, "wait", f"{image_id} importing", image.name)

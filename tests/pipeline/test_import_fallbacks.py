@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import sys
+from pathlib import Path
+
+import anyio
 import pytest
 
 from aliasync.sim import FaultProfile, FaultRule, Simulator, profile
@@ -36,4 +42,37 @@ async def test_a_relay_failing_every_time_falls_back_to_copy(failure: str) -> No
         assert [i.strategy for i in relay.images] == ["copy", "copy"]
         assert sim.calls.count("InvokeFunction", RELAY) >= 2  # each image tried the relay
         assert sim.calls.count("ImportImage", RELAY) == 0
+        assert_no_leaks(sim)
+
+
+async def aliasync(*args: str) -> tuple[int, str, str]:
+    result = await anyio.run_process(
+        [sys.executable, "-m", "aliasync", *args], check=False, env=dict(os.environ)
+    )
+    return result.returncode, result.stdout.decode(), result.stderr.decode()
+
+
+async def test_an_account_without_the_import_role_gets_one_clear_error(tmp_path: Path) -> None:
+    """No AliyunECSImageImportDefaultRole: the first refused ImportImage stops the run with one
+    line naming the role and `aliasync setup` (exit 2), nothing is left behind; after setup,
+    --resume RUN publishes everything."""
+    async with Simulator(seed=62, profile="none", preset_roles=False) as sim:
+        endpoints = str(sim.write_endpoints(tmp_path / "endpoints.json"))
+        regions = [a for r in ("ap-southeast-1", "eu-central-1", *REGIONS[1:]) for a in ("-r", r)]
+        code, _, err = await aliasync(
+            "import", "--endpoints", endpoints, "-n", "ipxe-nr", *regions, str(BIOS), str(UEFI)
+        )
+        assert code == 2, err
+        (line,) = [line for line in err.splitlines() if line.startswith("aliasync: error:")]
+        assert "AliyunECSImageImportDefaultRole" in line and "aliasync setup" in line
+        assert "Traceback" not in err and err.count("NoSetRoletoECSServiceAccount") == 1
+        assert_no_leaks(sim)
+        run_id = line.rsplit("--resume ", 1)[1].rstrip("`")
+
+        code, _, err = await aliasync("setup", "--endpoints", endpoints)
+        assert code == 0, err
+        code, out, err = await aliasync("import", "--endpoints", endpoints, "--resume", run_id,
+                                        "--json")  # fmt: skip
+        assert code == 0, err
+        assert json.loads(out)["status"] == "success"
         assert_no_leaks(sim)
