@@ -313,8 +313,23 @@ class Importer:
     async def _cleanup(self, run: Run) -> None:
         """Remove this run's temporary buckets, then its relay functions (and stale ones).
 
-        Per region, the bucket goes first: emptying a mainland bucket needs the function.
+        Per region, the bucket goes first: emptying a mainland bucket needs the function. A
+        relay function belongs to a run still going while that run has a bucket in its region
+        (it is deployed after the bucket, removed after it): only the others are stale.
         """
+        alive: set[tuple[str, str]] | None = None  # None: no other run's function is touched
+        try:
+            if run.functions:
+                alive = {(b.region, b.name[len(BUCKET_PREFIX) :].split("-")[0])
+                         for b in await self.cloud.oss.list_buckets(BUCKET_PREFIX)}  # fmt: skip
+        except AliasyncError as exc:
+            run.emit("", "failed", f"could not list temporary buckets: {exc}")
+
+        def stale(region: str, function: str) -> bool:
+            owner = function[len(FUNCTION_PREFIX) :]
+            if owner == run.short_id:
+                return True
+            return alive is not None and (region, owner) not in alive
 
         async def region_cleanup(region: str) -> None:
             name = run.buckets.get(region)
@@ -324,7 +339,8 @@ class Importer:
                 return
             try:
                 for function in await self.cloud.fc.list_functions(region, FUNCTION_PREFIX):
-                    await self.cloud.fc.delete_function(region, function)
+                    if stale(region, function):
+                        await self.cloud.fc.delete_function(region, function)
             except AliasyncError as exc:
                 run.emit(region, "failed", f"could not remove relay functions: {exc}")
 
