@@ -235,7 +235,7 @@ async def _relay(cloud: Cloud, job: ImageJob, existing: list[ImageInfo]) -> Imag
         raise RelayError("NoSource", "every upload to an uncensored region failed")
     try:
         function = await _ensure_function(cloud, run, region)
-    except PermanentCloudError as exc:
+    except CloudError as exc:  # refused, or FC stopped answering after all retries
         raise RelayError(exc.code, f"cannot deploy the relay function: {exc.message}") from exc
     urls = [
         await cloud.oss.presign_get(s.region, s.bucket, s.key, expires=RELAY_PRESIGN_SECONDS)
