@@ -161,9 +161,9 @@ async def detect_strategy(
             del run.buckets[region]
         run.emit(region, "plan", f"no temporary bucket: {_code(exc)}")
         return "copy", None, not isinstance(exc, TransientCloudError)
-    if cached in ("direct", "relay"):
-        return cached, bucket, True  # type: ignore[return-value]
-    if await cloud.oss.check_public_data_access(region, bucket):
+    # A cached relay skips the data-access probe (a relay works either way); every other
+    # probe is one quick call, and is made: a region that changed since is detected afresh.
+    if cached != "relay" and await cloud.oss.check_public_data_access(region, bucket):
         return "direct", bucket, True
     if await cloud.fc.probe(region):
         return "relay", bucket, True
