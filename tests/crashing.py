@@ -36,6 +36,7 @@ from tests.importing import BIOS, UEFI, sha256
 # Two uploading regions, a relay region and two copy regions (one without FC, one without
 # new buckets): every strategy, and copies from more than one source.
 REGIONS = ("ap-southeast-1", "eu-central-1", "cn-beijing", "cn-heyuan", "cn-zhangjiakou")
+UPLOADERS = REGIONS[:2]
 NAME = "ipxe-crash"
 BIG_SIZE = 20 * 2**20  # three 8 MiB parts: a multipart upload with parts in flight
 STEP_TIMEOUT = 120.0  # real seconds a session may take to reach its step (a hung run fails)
@@ -71,6 +72,18 @@ def _relay_running(watch: Watch, call: CallRecord) -> float | None:
     if call.origin is not None and call.action == "GetObject" and invoking:
         return watch.sim.clock.now()
     return None
+
+
+def _relay_outlasting_uploads(watch: Watch, call: CallRecord) -> float | None:
+    """Every uploading region has finished (family set on its last image) while a relay is
+    still in flight: a resume has no upload left to relay from but those finished ones."""
+    if call.action != "ModifyImageAttribute" or call.status != 200:
+        return None
+    if not any(k[:2] == ("fc", "InvokeFunction") for k in watch.sim.calls.in_flight):
+        return None
+    regions = watch.sim.ctx.models["ecs"].snapshot()["regions"]
+    done = [i for r in UPLOADERS for i in regions.get(r, {}).get("images", []) if i["family"]]
+    return watch.sim.clock.now() if len(done) == 2 * len(UPLOADERS) else None
 
 
 def _copy_queued(watch: Watch, call: CallRecord) -> float | None:
@@ -115,6 +128,7 @@ class Step:
     big: bool = False  # a multi-part image instead of the BIOS one
     copy_slots: int = 5  # copies the emulator runs at once per source region
     copy_concurrency: int = 5  # the importer's --copy-concurrency
+    cold_start: float | None = None  # virtual seconds a function's first invocation waits
 
 
 STEPS: dict[str, Step] = {
@@ -123,6 +137,7 @@ STEPS: dict[str, Step] = {
         Step("planning", _on("CreateBucket")),
         Step("upload", _on("UploadPart", ok=True), big=True),
         Step("relay", _relay_running),
+        Step("relay-outlasting-uploads", _relay_outlasting_uploads, cold_start=1200.0),
         Step("import", _on("ImportImage", region="ap-southeast-1", ok=True)),
         Step("import-relayed", _on("ImportImage", region="cn-beijing", ok=True)),
         Step("copy-queued", _copy_queued, copy_slots=1),
@@ -149,6 +164,7 @@ class CrashOutcome:
     problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
     stderr: str = ""
+    strategies: dict[str, list[str]] = field(default_factory=dict)  # final report, per region
 
     @property
     def ok(self) -> bool:
@@ -235,6 +251,8 @@ async def crash_case(
     work = Path(tempfile.mkdtemp(prefix="aliasync-crash-"))
     env = {**os.environ, "ALIASYNC_STATE_DIR": str(work / "state")}
     chosen = (fault_profile or profile("none")).with_(copy_concurrency=step.copy_slots)
+    if step.cold_start is not None:
+        chosen = chosen.with_(cold_start_seconds=step.cold_start)
     try:
         async with Simulator(seed=seed, profile=chosen) as sim:
             endpoints = str(sim.write_endpoints(work / "endpoints.json"))
@@ -335,7 +353,11 @@ def _check(
         problems.append("leaked " + ", ".join(f"{len(v)} {k}" for k, v in sorted(leaks.items())))
     if outcome.exit_code == 0:
         try:
-            status = json.loads(out)["status"]
+            report = json.loads(out)
+            status = report["status"]
+            outcome.strategies = {
+                r["region"]: [i["strategy"] for i in r["images"]] for r in report["regions"]
+            }
         except (ValueError, KeyError):
             status = "unreadable"
         if status != "success":

@@ -45,6 +45,7 @@ from aliasync.pipeline._strategies import (
     publish_image,
     remove_bucket,
 )
+from aliasync.pipeline._uploads import UploadedCopy
 
 CLEANUP_DEADLINE = 600.0
 # Cloud seconds after which a temporary bucket is taken for a crashed run's. A run uses its
@@ -216,6 +217,11 @@ class Importer:
                         )
                     )
                     await run.pool.add_source(image.name, region, earlier["image_id"])
+                    if earlier.get("strategy") == "direct":
+                        # Its upload is still in the run's bucket: a relay of this session
+                        # can download it from there.
+                        copy = UploadedCopy(region, run.bucket_name(region), run.object_key(image))
+                        await run.uploads.finished(image.name, region, copy)
                     run.emit(region, "done", f"{earlier['image_id']} (earlier session)", image.name)
                 else:
                     todo[region].append(image)

@@ -25,3 +25,11 @@ async def test_killed_at_a_step_and_resumed_loses_and_leaks_nothing(step: str, k
     """Killed at ``step`` (``kills`` sessions in a row), the last resume finishes the run."""
     outcome = await crash_case(STEPS[step], kills=kills)
     assert outcome.ok, (outcome.problems, outcome.stderr[-4000:])
+
+
+async def test_a_relay_resumed_after_its_uploaders_finished_relays_from_their_buckets() -> None:
+    """Killed with a relay in flight and every uploading region done: the resumed session
+    relays from the finished regions' uploads (still in the run's buckets), not by CopyImage."""
+    outcome = await crash_case(STEPS["relay-outlasting-uploads"], kills=1)
+    assert outcome.ok, (outcome.problems, outcome.stderr[-4000:])
+    assert outcome.strategies["cn-beijing"] == ["relay", "relay"], outcome.strategies
