@@ -338,7 +338,8 @@ async def _copy(cloud: Cloud, job: ImageJob, existing: list[ImageInfo]) -> Image
             region=region,
         )
     attempt = run.first_attempt(region, image.name, "copy")
-    if _in_flight(run, region, image.name, "copy"):
+    earlier = run.earlier(region, image.name, "copy")
+    if _in_flight(run, region, image.name, "copy") and {"source", "source_id"} <= set(earlier):
         info = await _reattach_copy(cloud, job)
         if info is not None:
             return info
