@@ -1,10 +1,14 @@
-"""Fault campaign: full imports against the emulator under every kind of fault, many seeds.
+"""Fault campaign: full imports under every kind of fault, the lifecycle commands under faults,
+and the crash matrix (SIGKILL at each kind of step, then resume), against the emulator.
 
-Every run must end with every (region, image) Available with the right content, no duplicate
-images, and an empty ``leaks()``. Prints one table row per scenario.
+Every import must end with every (region, image) Available with the right content, no duplicate
+images, and an empty ``leaks()``; every lifecycle command with the cloud as asked (exit 1 and
+the other regions done when one region is down); every crash case as ``tests/crashing.py``
+checks it. Prints one table row per scenario and exits 1 if anything failed.
 
-    .venv/bin/python benchmarks/fault_campaign.py --seeds 5
-    .venv/bin/python benchmarks/fault_campaign.py --seeds 2 \\
+    .venv/bin/python -m benchmarks.fault_campaign --seeds 3 --crash-seeds 2
+    .venv/bin/python -m benchmarks.fault_campaign --only crash --crash-seeds 1
+    .venv/bin/python -m benchmarks.fault_campaign --only faults --seeds 2 \\
         --regions ap-southeast-1,cn-beijing,cn-heyuan
 """
 
@@ -12,10 +16,11 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
-import signal
 import sys
 import tempfile
+import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,33 +28,50 @@ from pathlib import Path
 import anyio
 
 from aliasync.sim import PROFILES, FaultProfile, FaultRule, Simulator
+from tests.crashing import STEPS, crash_case
 
 ROOT = Path(__file__).resolve().parent.parent
 IMAGES = [ROOT / "examples" / "ipxe-bios.usb", ROOT / "examples" / "ipxe-uefi.usb"]
 MUTATING = [
     *("ecs:ImportImage", "ecs:CopyImage", "ecs:DeleteImage", "ecs:ModifyImageAttribute"),
-    *("ecs:ModifyImageSharePermission", "ecs:TagResources", "ecs:DeleteSnapshot"),
-    *("oss:CreateBucket", "oss:DeleteBucket", "oss:PutObject", "oss:CreateMultipartUpload"),
-    *("oss:UploadPart", "oss:CompleteMultipartUpload", "oss:AbortMultipartUpload"),
-    *("oss:DeleteObjects", "fc:CreateFunction", "fc:DeleteFunction", "fc:InvokeFunction"),
+    *("ecs:ModifyImageSharePermission", "ecs:TagResources", "ecs:UntagResources"),
+    *("ecs:DeleteSnapshot", "oss:CreateBucket", "oss:DeleteBucket", "oss:PutObject"),
+    *("oss:CreateMultipartUpload", "oss:UploadPart", "oss:CompleteMultipartUpload"),
+    *("oss:AbortMultipartUpload", "oss:DeleteObjects", "fc:CreateFunction"),
+    *("fc:DeleteFunction", "fc:InvokeFunction"),
 ]
 
 NONE = PROFILES["none"]
-SCENARIOS: dict[str, tuple[FaultProfile, bool]] = {
-    "transient 0%": (NONE, False),
-    "transient 1%": (PROFILES["default"], False),
-    "transient 5%": (NONE.with_(transient_rate=0.05, download_failure_rate=0.1), False),
-    "lost responses": (
-        NONE.with_(rules=tuple(FaultRule(f"{a}:*", lost_response_rate=0.2) for a in MUTATING)),
-        False,
-    ),
-    "throttling storms": (NONE.with_(throttle_burst_rate=0.01, throttle_burst_seconds=30), False),
-    "download cuts": (NONE.with_(download_failure_rate=0.5), False),
-    "failed imports": (NONE.with_(import_failure_rate=0.3), False),
-    "cold starts+timeouts": (NONE.with_(cold_start_seconds=30, function_timeout_rate=0.3), False),
-    "harsh": (PROFILES["harsh"], False),
-    "SIGKILL + resume": (PROFILES["default"], True),
+LOST = NONE.with_(rules=tuple(FaultRule(f"{a}:*", lost_response_rate=0.2) for a in MUTATING))
+SCENARIOS: dict[str, FaultProfile] = {
+    "transient 0%": NONE,
+    "transient 1%": PROFILES["default"],
+    "transient 5%": NONE.with_(transient_rate=0.05, download_failure_rate=0.1),
+    "lost responses": LOST,
+    "throttling storms": NONE.with_(throttle_burst_rate=0.01, throttle_burst_seconds=30),
+    "download cuts": NONE.with_(download_failure_rate=0.5),
+    "failed imports": NONE.with_(import_failure_rate=0.3),
+    "cold starts+timeouts": NONE.with_(cold_start_seconds=30, function_timeout_rate=0.3),
+    "harsh": PROFILES["harsh"],
 }
+LIFECYCLE_REGIONS = ["ap-southeast-1", "eu-central-1", "cn-heyuan"]
+DOWN = LIFECYCLE_REGIONS[2]
+LIFECYCLE: dict[str, FaultProfile] = {
+    "lost responses": LOST,
+    "transient 5%": NONE.with_(transient_rate=0.05),
+    "transient 20% (ECS)": NONE.with_(rules=(FaultRule("ecs:*", transient_rate=0.2),)),
+    "one region down": NONE.with_(
+        rules=tuple(FaultRule(f"{a}:{DOWN}", transient_rate=1.0) for a in MUTATING[2:8])
+    ),
+}
+COMMANDS = [
+    (["publish", "ipxe-campaign"], "published"),
+    (["unpublish", "ipxe-campaign"], "unpublished"),
+    (["deprecate", "ipxe-campaign", "--replacement", "ipxe-next"], "deprecated"),
+    (["undeprecate", "ipxe-campaign"], "undeprecated"),
+    (["delete", "ipxe-campaign"], "deleted"),
+    (["prune", "--family", "ipxe", "--retain", "0", "--all"], "deleted"),  # ipxe-other
+]
 
 
 @dataclass
@@ -82,58 +104,136 @@ def check(sim: Simulator, regions: list[str], name: str) -> str:
     return f"leaks: {sorted(leaks)}" if leaks else ""
 
 
-async def one_run(profile: FaultProfile, kill: bool, seed: int, regions: list[str]) -> Outcome:
+def _retries(sim: Simulator) -> int:
+    return sum(1 for r in sim.calls.records if r.status == 0 or r.status >= 500 or r.fault)
+
+
+async def _cli(env: dict[str, str], *args: str) -> tuple[int, dict[str, object]]:
+    done = await anyio.run_process([sys.executable, "-m", "aliasync", *args], env=env, check=False)
+    try:
+        return done.returncode, json.loads(done.stdout or b"{}")
+    except ValueError:
+        return done.returncode, {}
+
+
+async def import_run(profile: FaultProfile, seed: int, regions: list[str]) -> Outcome:
     state = tempfile.mkdtemp(prefix="aliasync-campaign-")
     env = {**os.environ, "ALIASYNC_STATE_DIR": state}
     async with Simulator(seed=seed, profile=profile, time_scale=200.0) as sim:
         endpoints = str(sim.write_endpoints(Path(state) / "endpoints.json"))
-        args = [sys.executable, "-m", "aliasync", "import", "--endpoints", endpoints]
         region_args = [a for r in regions for a in ("-r", r)]
-        command = [*args, "-n", "ipxe-campaign", *region_args, *map(str, IMAGES)]
-        if kill:
-            process = await anyio.open_process(command, env=env, stdout=-3, stderr=-3)
-            async with process:
-                target = 1 + seed % 4  # kill at a different point each seed
-                with anyio.move_on_after(60):
-                    while sim.calls.count("ImportImage") < target:  # noqa: ASYNC110
-                        await anyio.sleep(0.02)
-                process.send_signal(signal.SIGKILL)
-                await process.wait()
-            command = [*args, "--resume"]
-        done = await anyio.run_process(command, env=env, check=False)
+        code, _ = await _cli(env, "import", "--endpoints", endpoints, "-n", "ipxe-campaign",
+                             *region_args, *map(str, IMAGES))  # fmt: skip
         detail = check(sim, regions, "ipxe-campaign")
-        if done.returncode != 0:
-            detail = f"exit {done.returncode}; " + detail
-        retries = sum(1 for r in sim.calls.records if r.status == 0 or r.status >= 500 or r.fault)
-        return Outcome(
-            done.returncode == 0 and not detail, sim.ctx.faults.counts(), retries, detail
-        )
+        if code != 0:
+            detail = f"exit {code}; " + detail
+        return Outcome(code == 0 and not detail, sim.ctx.faults.counts(), _retries(sim), detail)
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--regions", help="comma-separated (default: every region)")
-    parser.add_argument("--only", help="run only scenarios whose name contains this")
-    args = parser.parse_args()
-    async with Simulator() as probe:
-        regions = args.regions.split(",") if args.regions else probe.ctx.regions.ids()
-    print(f"{'scenario':22} {'runs':>4} {'ok':>3} {'retries':>8}  faults injected")
-    failures = []
-    for name, (profile, kill) in SCENARIOS.items():
-        if args.only and args.only not in name:
-            continue
+async def lifecycle_run(profile: FaultProfile, seed: int, down: bool) -> Outcome:
+    """Import two images fault-free, then every lifecycle command under ``profile`` (the
+    whole series: each command's exit code, where it acted, what is left in the end)."""
+    state = tempfile.mkdtemp(prefix="aliasync-campaign-")
+    env = {**os.environ, "ALIASYNC_STATE_DIR": state}
+    regions = [a for r in LIFECYCLE_REGIONS for a in ("-r", r)]
+    async with Simulator(seed=seed, profile="none", time_scale=1000.0) as sim:
+        endpoints = str(sim.write_endpoints(Path(state) / "endpoints.json"))
+        for name in ("ipxe-campaign", "ipxe-other"):
+            code, _ = await _cli(env, "import", "--endpoints", endpoints, "-n", name,
+                                 *regions, str(IMAGES[0]))  # fmt: skip
+            if code != 0:
+                return Outcome(False, Counter(), 0, f"setup import exit {code}")
+        sim.ctx.faults.profile = profile
+        problems = []
+        for args, verb in COMMANDS:
+            code, report = await _cli(env, *args, "--endpoints", endpoints, *regions, "--json")
+            actions = report.get("actions") or []
+            assert isinstance(actions, list)
+            where = {a["region"] for a in actions if a["action"] == verb}
+            expected = set(LIFECYCLE_REGIONS) - ({DOWN} if down else set())
+            if code != (1 if down else 0) or where != expected:
+                problems.append(f"{args[0]}: exit {code}, {verb} in {sorted(where)}")
+        left = [r for r in LIFECYCLE_REGIONS if sim.ctx.models["ecs"].images(r)]
+        if left != ([DOWN] if down else []):
+            problems.append(f"images left in {left}")
+        orphans = [s for s in sim.ctx.models["ecs"].orphan_snapshots() if s["region"] != DOWN]
+        if orphans:
+            problems.append(f"{len(orphans)} orphan snapshots")
+        counts = sim.ctx.faults.counts()
+        return Outcome(not problems, counts, _retries(sim), "; ".join(problems))
+
+
+def _row(name: str, runs: int, ok: int, retries: int, faults: Counter[str]) -> str:
+    kinds = ", ".join(f"{k} {v}" for k, v in sorted(faults.items())) or "-"
+    return f"| {name} | {runs} | {ok} | {retries} | {kinds} |"
+
+
+async def fault_tables(args: argparse.Namespace, regions: list[str], failures: list[str]) -> None:
+    print("| imports under | runs | ok | retries | faults injected |\n|---|---|---|---|---|")
+    for name, profile in SCENARIOS.items():
         faults: Counter[str] = Counter()
         ok = retries = 0
         for seed in range(1, args.seeds + 1):
-            outcome = await one_run(profile, kill, seed, regions)
+            outcome = await import_run(profile, seed, regions)
             faults += outcome.faults
             retries += outcome.retries
             ok += outcome.ok
             if not outcome.ok:
-                failures.append(f"{name} seed {seed}: {outcome.detail}")
-        kinds = ", ".join(f"{k} {v}" for k, v in sorted(faults.items())) or "-"
-        print(f"{name:22} {args.seeds:>4} {ok:>3} {retries:>8}  {kinds}", flush=True)
+                failures.append(f"import, {name}, seed {seed}: {outcome.detail}")
+        print(_row(name, args.seeds, ok, retries, faults), flush=True)
+    print("\n| lifecycle commands under | runs | ok | retries | faults injected |")
+    print("|---|---|---|---|---|")
+    for name, profile in LIFECYCLE.items():
+        faults, ok, retries = Counter(), 0, 0
+        for seed in range(1, args.seeds + 1):
+            outcome = await lifecycle_run(profile, seed, down=name == "one region down")
+            faults += outcome.faults
+            retries += outcome.retries
+            ok += outcome.ok
+            if not outcome.ok:
+                failures.append(f"lifecycle, {name}, seed {seed}: {outcome.detail}")
+        print(_row(name, args.seeds, ok, retries, faults), flush=True)
+
+
+async def crash_matrix(args: argparse.Namespace, failures: list[str]) -> None:
+    profiles = {name: PROFILES[name] for name in args.crash_profiles.split(",")}
+    print("\n| killed at | kills | profile | runs | ok | reached (per kill) | s per case |")
+    print("|---|---|---|---|---|---|---|")
+    for step in STEPS.values():
+        for kills in (1, 2):
+            for name, profile in profiles.items():
+                ok, seconds, reached = 0, 0.0, Counter[int]()
+                for seed in range(1, args.crash_seeds + 1):
+                    outcome = await crash_case(step, kills=kills, seed=seed, fault_profile=profile)
+                    ok += outcome.ok
+                    seconds += outcome.seconds
+                    reached.update(n for n, hit in enumerate(outcome.reached, 1) if hit)
+                    if not outcome.ok:
+                        failures.append(f"crash {step.name} x{kills} {name} seed {seed}: "
+                                        + "; ".join(outcome.problems))  # fmt: skip
+                runs = args.crash_seeds
+                hits = "/".join(f"{reached[n]}" for n in range(1, kills + 1))
+                print(f"| {step.name} | {kills} | {name} | {runs} | {ok} | {hits} "
+                      f"| {seconds / runs:.1f} |", flush=True)  # fmt: skip
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=3, help="runs per fault scenario")
+    parser.add_argument("--regions", help="comma-separated (default: every region)")
+    parser.add_argument("--only", choices=("faults", "crash"), help="one part of the campaign")
+    parser.add_argument("--crash-seeds", type=int, default=2, help="runs per crash case")
+    parser.add_argument("--crash-profiles", default="none,default", help="fault profiles")
+    args = parser.parse_args()
+    async with Simulator() as probe:
+        regions = args.regions.split(",") if args.regions else probe.ctx.regions.ids()
+    started = time.monotonic()
+    failures: list[str] = []
+    if args.only != "crash":
+        await fault_tables(args, regions, failures)
+    if args.only != "faults":
+        await crash_matrix(args, failures)
+    print(f"\n{len(failures)} failed; {time.monotonic() - started:.0f} s")
     for failure in failures:
         print("FAILED", failure)
     raise SystemExit(1 if failures else 0)

@@ -21,6 +21,16 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def rebuilt(images: Sequence[Path], directory: Path) -> list[Path]:
+    """New builds of ``images``: the same layout and names, other content (the last bytes)."""
+    copies = []
+    for number, source in enumerate(images):
+        copy = directory / f"rebuilt-{number}-{source.name}"
+        copy.write_bytes(source.read_bytes()[:-16] + b"rebuilt 20261202")
+        copies.append(copy)
+    return copies
+
+
 async def run_import(sim: Simulator, images: Sequence[Path], **options: Any) -> ImportReport:
     return await import_images(
         images, endpoints=Endpoints.from_dict(sim.endpoints), options=ImportOptions(**options)

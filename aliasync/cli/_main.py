@@ -225,8 +225,17 @@ async def _import(args: argparse.Namespace) -> int:
     from aliasync.sim import Simulator, profile
 
     check_boot_overrides(args.boot_mode, args.architecture)
+    if args.resume and not args.images and await anyio.Path(args.resume).is_file():
+        raise UsageError(
+            f"--resume takes a run ID (see `aliasync runs`), not an image: {args.resume!r}"
+        )
     if args.resume is not None and args.images:
-        raise UsageError("--resume continues a run with its own images: give no IMAGE")
+        # Refused, not ignored: a resumed run imports the images it started with, and silently
+        # dropping the ones given would publish something else than asked.
+        raise UsageError(
+            "--resume continues a run with the images it started with; refusing the IMAGE"
+            f" arguments given ({', '.join(args.images)}): give none, or start a new run"
+        )
     if args.resume is None and not args.images:
         raise UsageError("give at least one IMAGE (or --resume)")
     options = ImportOptions(

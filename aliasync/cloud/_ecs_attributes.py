@@ -111,6 +111,13 @@ class ImageAttributes:
         """Add or overwrite one tag on an image."""
         await self._tag("image", [image_id], key, value)
 
+    async def untag_image(self, image_id: str, key: str) -> None:
+        """Remove one tag from an image (a tag it does not carry is no error)."""
+        request = m.UntagResourcesRequest(
+            region_id=self.region, resource_type="image", resource_id=[image_id], tag_key=[key]
+        )
+        await self._call("UntagResources", partial(self._client.untag_resources_async, request))
+
     # -- snapshots -------------------------------------------------------------------------------
 
     async def tag_snapshots(self, snapshot_ids: Sequence[str], key: str, value: str) -> None:

@@ -29,9 +29,14 @@ async def retire_images(
     images: Sequence[ImageInfo],
     *,
     on_retire: Callable[[ImageInfo], None] | None = None,
+    sweep: bool = False,
 ) -> None:
-    """Unshare, tag snapshots, delete each image, then every snapshot tagged for deletion."""
-    if not images:
+    """Unshare, tag snapshots, delete each image, then every snapshot tagged for deletion.
+
+    With no image to retire, ``sweep`` still deletes the snapshots left tagged (by a run killed
+    between DeleteImage and the snapshot delete); without it nothing is done.
+    """
+    if not images and not sweep:
         return
     for old in images:
         if on_retire is not None:

@@ -299,8 +299,7 @@ async def deprecate_images(
     Deprecating unshares the image from every account and unpublishes it first: ECS refuses
     to deprecate a shared image, and a deprecated one cannot be shared.
 
-    Undeprecating overwrites the replacement tag with an empty value (the emulator, like the
-    importer, has no UntagResources).
+    Undeprecating removes the replacement tag (UntagResources).
     """
     if replacement is not None and not deprecate:
         raise UsageError("--replacement only goes with deprecate")
@@ -320,8 +319,10 @@ async def deprecate_images(
                         region=ecs.region,
                     ) from exc
             await ecs.set_status(info.image_id, "Deprecated" if deprecate else "Available")
-            if replacement is not None or not deprecate:
-                await ecs.tag_image(info.image_id, REPLACEMENT_TAG, replacement or "")
+            if not deprecate:
+                await ecs.untag_image(info.image_id, REPLACEMENT_TAG)
+            elif replacement is not None:
+                await ecs.tag_image(info.image_id, REPLACEMENT_TAG, replacement)
         verb = "deprecated" if deprecate else "undeprecated"
         detail = f"replacement {replacement}" if replacement else ""
         return [Action(ecs.region, i.image_id, i.name, verb, detail) for i in images]

@@ -11,7 +11,7 @@ any of several regions. Sources are private images only: ECS does not copy commu
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 
@@ -30,7 +30,7 @@ class CopySourcePool:
             raise ValueError("slots_per_region must be at least 1")
         self._slots = slots_per_region
         self._busy: dict[str, int] = defaultdict(int)
-        self._copying: set[tuple[str, str]] = set()  # (source region, image) being copied
+        self._copying: Counter[tuple[str, str]] = Counter()  # (source region, image) copying
         self._used: dict[str, int] = defaultdict(int)  # copies ever started, to spread ties
         self._sources: dict[str, dict[str, str]] = defaultdict(dict)  # image -> region -> ID
         self._hopeless: set[str] = set()
@@ -53,40 +53,57 @@ class CopySourcePool:
 
     @asynccontextmanager
     async def slot(
-        self, image: str, exclude: str, avoid: Collection[str] = ()
+        self, image: str, exclude: str, avoid: Collection[str] = (), never: Collection[str] = ()
     ) -> AsyncIterator[tuple[str, str]]:
         """Hold a copy slot in a region holding ``image``; yields (source region, image ID).
 
         Regions in ``avoid`` (where a copy of this image just failed) are taken only when no
-        other source is free.
+        other source is free; regions in ``never`` (whose image cannot be copied) not at all.
         """
         async with self._changed:
             while True:
-                choice = self._pick(image, exclude, avoid)
+                choice = self._pick(image, {exclude, *never}, avoid)
                 if choice is not None:
                     break
-                if image in self._hopeless and not self._sources[image]:
+                if image in self._hopeless and not set(self._sources[image]) - {*never}:
                     raise NoSourceError(image)
                 await self._changed.wait()
-            self._busy[choice] += 1
             self._used[choice] += 1
-            self._copying.add((choice, image))
+            self._take(choice, image)
         try:
             yield choice, self._sources[image][choice]
         finally:
-            with anyio.CancelScope(shield=True):
-                async with self._changed:
-                    self._busy[choice] -= 1
-                    self._copying.discard((choice, image))
-                    self._changed.notify_all()
+            await self._release(choice, image)
 
-    def _pick(self, image: str, exclude: str, avoid: Collection[str]) -> str | None:
+    @asynccontextmanager
+    async def occupy(self, region: str, image: str) -> AsyncIterator[None]:
+        """Count a copy of ``image`` from ``region`` as running, without waiting for a slot:
+        one that an earlier session sent, re-attached to."""
+        async with self._changed:
+            self._take(region, image)
+        try:
+            yield
+        finally:
+            await self._release(region, image)
+
+    def _take(self, region: str, image: str) -> None:
+        self._busy[region] += 1
+        self._copying[(region, image)] += 1
+
+    async def _release(self, region: str, image: str) -> None:
+        with anyio.CancelScope(shield=True):
+            async with self._changed:
+                self._busy[region] -= 1
+                self._copying[(region, image)] -= 1
+                self._changed.notify_all()
+
+    def _pick(self, image: str, exclude: Collection[str], avoid: Collection[str]) -> str | None:
         free = [
             region
             for region in self._sources[image]
-            if region != exclude
+            if region not in exclude
             and self._busy[region] < self._slots
-            and (region, image) not in self._copying
+            and self._copying[(region, image)] <= 0
         ]
         if not free:
             return None

@@ -39,7 +39,13 @@ from aliasync.pipeline._report import (
 )
 from aliasync.pipeline._run import BUCKET_PREFIX, FUNCTION_PREFIX, Run
 from aliasync.pipeline._state import CapabilityCache, state_dir
-from aliasync.pipeline._strategies import ImageJob, publish_image, remove_bucket
+from aliasync.pipeline._strategies import (
+    ImageJob,
+    ImportRoleMissingError,
+    publish_image,
+    remove_bucket,
+)
+from aliasync.pipeline._uploads import UploadedCopy
 
 CLEANUP_DEADLINE = 600.0
 # Cloud seconds after which a temporary bucket is taken for a crashed run's. A run uses its
@@ -130,6 +136,9 @@ class Importer:
                 )
         run = self._new_run(record.run_id, options, images)
         run.resumed = self.journal.latest_steps(record.run_id)
+        for region, _, step in run.resumed:
+            if step == "function":  # deployed by an earlier session: cleanup removes it
+                run.functions.setdefault(region, run.function_name())
         self.journal.set_status(record.run_id, "running")
         return await self._execute(run, regions)
 
@@ -166,16 +175,20 @@ class Importer:
                 cached=capabilities.load(),
                 on_planned=capabilities.save,
             )
-            async with anyio.create_task_group() as tg:
-                for region in board.regions:
-                    tg.start_soon(
-                        self._plan_and_run,
-                        run,
-                        board,
-                        tg.cancel_scope,
-                        results[region],
-                        todo[region],
-                    )
+            try:
+                async with anyio.create_task_group() as tg:
+                    for region in board.regions:
+                        tg.start_soon(
+                            self._plan_and_run,
+                            run,
+                            board,
+                            tg.cancel_scope,
+                            results[region],
+                            todo[region],
+                        )
+            except* ImportRoleMissingError as group:
+                status = "error"  # every region stopped: the account cannot import
+                raise _first(group) from None
             if board.unreachable is not None:
                 raise board.unreachable
             status = report.status
@@ -209,6 +222,11 @@ class Importer:
                         )
                     )
                     await run.pool.add_source(image.name, region, earlier["image_id"])
+                    if earlier.get("strategy") == "direct":
+                        # Its upload is still in the run's bucket: a relay of this session
+                        # can download it from there.
+                        copy = UploadedCopy(region, run.bucket_name(region), run.object_key(image))
+                        await run.uploads.finished(image.name, region, copy)
                     run.emit(region, "done", f"{earlier['image_id']} (earlier session)", image.name)
                 else:
                     todo[region].append(image)
@@ -281,13 +299,18 @@ class Importer:
         another machine): it is left alone.
         """
         found = await self.cloud.oss.list_buckets(BUCKET_PREFIX)
-        own = f"{BUCKET_PREFIX}{run.short_id}-"  # a resumed run's imports may still read these
+        own = f"{BUCKET_PREFIX}{run.short_id}-"
         now = time.time()
         async with anyio.create_task_group() as tg:
             for bucket in found:
+                if bucket.name.startswith(own):
+                    # An earlier session's of this run: its imports may still read it, and
+                    # this session's cleanup removes it, whether or not the region has work left.
+                    run.buckets.setdefault(bucket.region, bucket.name)
+                    continue
                 # Creation dates are wall-clock; an emulator's cloud runs time_scale faster.
                 age = (now - bucket.created) * self.endpoints.time_scale
-                if bucket.name.startswith(own) or age < STALE_BUCKET_AGE:
+                if age < STALE_BUCKET_AGE:
                     continue
                 run.emit(bucket.region, "cleanup", f"removing stale bucket {bucket.name}")
                 tg.start_soon(self._remove_bucket, run, bucket.region, bucket.name)
@@ -301,8 +324,23 @@ class Importer:
     async def _cleanup(self, run: Run) -> None:
         """Remove this run's temporary buckets, then its relay functions (and stale ones).
 
-        Per region, the bucket goes first: emptying a mainland bucket needs the function.
+        Per region, the bucket goes first: emptying a mainland bucket needs the function. A
+        relay function belongs to a run still going while that run has a bucket in its region
+        (it is deployed after the bucket, removed after it): only the others are stale.
         """
+        alive: set[tuple[str, str]] | None = None  # None: no other run's function is touched
+        try:
+            if run.functions:
+                alive = {(b.region, b.name[len(BUCKET_PREFIX) :].split("-")[0])
+                         for b in await self.cloud.oss.list_buckets(BUCKET_PREFIX)}  # fmt: skip
+        except AliasyncError as exc:
+            run.emit("", "failed", f"could not list temporary buckets: {exc}")
+
+        def stale(region: str, function: str) -> bool:
+            owner = function[len(FUNCTION_PREFIX) :]
+            if owner == run.short_id:
+                return True
+            return alive is not None and (region, owner) not in alive
 
         async def region_cleanup(region: str) -> None:
             name = run.buckets.get(region)
@@ -312,7 +350,8 @@ class Importer:
                 return
             try:
                 for function in await self.cloud.fc.list_functions(region, FUNCTION_PREFIX):
-                    await self.cloud.fc.delete_function(region, function)
+                    if stale(region, function):
+                        await self.cloud.fc.delete_function(region, function)
             except AliasyncError as exc:
                 run.emit(region, "failed", f"could not remove relay functions: {exc}")
 
@@ -337,6 +376,15 @@ async def import_images(
     await _prepare(paths, replace(options, name=base_name(options.name, options.family)))
     async with Importer(endpoints, on_event=on_event) as importer:
         return await importer.run(paths, options)
+
+
+def _first(group: BaseExceptionGroup[ImportRoleMissingError]) -> ImportRoleMissingError:
+    """One error of a task group's (nested) group, to report once."""
+    leaf: BaseException = group
+    while isinstance(leaf, BaseExceptionGroup):
+        leaf = leaf.exceptions[0]
+    assert isinstance(leaf, ImportRoleMissingError)
+    return leaf
 
 
 def _summary(image: PreparedImage) -> ImageSummary:

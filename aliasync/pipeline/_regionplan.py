@@ -203,18 +203,21 @@ async def detect_strategy(
         return "copy", None, True
     bucket = run.bucket_name(region)
     # Registered before the call: a bucket created by a call whose answer was lost is ours too.
+    # One an earlier session of this run left (found by the stale sweep) stays registered.
+    left_before = region in run.buckets
     run.buckets[region] = bucket
     try:
         await _create_bucket(cloud, region, bucket)
     except (BucketsForbiddenError, TransientCloudError, PermanentCloudError) as exc:
         # Refused or unreachable: there is no bucket to clean up (a lost answer that did
         # create one leaves a prefixed bucket that the next run's stale cleanup removes).
-        del run.buckets[region]
+        if not left_before:
+            del run.buckets[region]
         run.emit(region, "plan", f"no temporary bucket: {_code(exc)}")
         return "copy", None, not isinstance(exc, TransientCloudError)
-    if cached in ("direct", "relay"):
-        return cached, bucket, True  # type: ignore[return-value]
-    if await cloud.oss.check_public_data_access(region, bucket):
+    # A cached relay skips the data-access probe (a relay works either way); every other
+    # probe is one quick call, and is made: a region that changed since is detected afresh.
+    if cached != "relay" and await cloud.oss.check_public_data_access(region, bucket):
         return "direct", bucket, True
     if await cloud.fc.probe(region):
         return "relay", bucket, True

@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from aliasync._exceptions import AliasyncError, CloudError, PermanentCloudError
+from aliasync._exceptions import (
+    AliasyncError,
+    CloudError,
+    ConfigurationError,
+    NotFoundError,
+    PermanentCloudError,
+)
 from aliasync.cloud._ecs import EcsApi, ImageFailedError, ImageInfo
 from aliasync.cloud._oss import EmptiedInsideOnlyError
 from aliasync.cloud._oss_upload import part_size_for
@@ -34,8 +40,8 @@ if TYPE_CHECKING:
     from aliasync.pipeline._run import Run
 
 __all__ = [
-    "DELETE_TAG", "ImageJob", "delete_tagged_snapshots", "publish_image", "relay_limits",
-    "remove_bucket",
+    "DELETE_TAG", "ImageJob", "ImportRoleMissingError", "delete_tagged_snapshots",
+    "publish_image", "relay_limits", "remove_bucket",
 ]  # fmt: skip
 
 IMPORT_ATTEMPTS = 3  # a failed import task is retried as a new import this many times
@@ -48,6 +54,9 @@ _SOURCE_REFUSALS = frozenset(
 )
 IMPORT_TIMEOUT = 4 * 3600.0  # cloud seconds
 COPY_TIMEOUT = 12 * 3600.0
+# A source busy copying the image for someone else refuses (ImageCopyConflict) until that copy
+# ends: cloud seconds between asking it again, for at most COPY_TIMEOUT in all.
+CONFLICT_WAIT = 60.0
 RELAY_ROLE = "AliasyncRelayRole"
 RELAY_MEMORY_MB = 512  # enough for 4 parts of 8 MiB in flight, each maybe raced by a second GET
 RELAY_PARALLEL = 4
@@ -82,6 +91,15 @@ class ImportExhaustedError(PermanentCloudError):
     """Every ImportImage attempt in a region failed; the image may still be copied there."""
 
 
+# ImportImage's answer when the account has no role for ECS to read OSS (and [D21]'s spelling).
+_NO_IMPORT_ROLE = frozenset({"NoSetRoletoECSServiceAccount", "NoSetRoletoECSServiceAcount"})
+IMPORT_ROLE = "AliyunECSImageImportDefaultRole"
+
+
+class ImportRoleMissingError(ConfigurationError):
+    """The account cannot import at all: the whole run stops, with one error."""
+
+
 @dataclass
 class ImageJob:
     """One (region, image) pair and where its outcome goes."""
@@ -109,7 +127,7 @@ async def publish_image(cloud: Cloud, job: ImageJob) -> None:
             await _already_published(cloud, job, job.plan.published[image.name])
             return
         existing = job.plan.existing.get(image.name, [])
-        if _in_flight(run, region, image.name):
+        if _in_flight(run, region, image.name, "import", "copy"):
             # An earlier session of this run sent ImportImage or CopyImage: the image of that
             # name is (almost certainly) ours, and re-sending the same ClientToken finds it.
             existing = []
@@ -120,11 +138,17 @@ async def publish_image(cloud: Cloud, job: ImageJob) -> None:
                 f"an image named {image.name!r} already exists ({ids}); use --overwrite",
                 region=region,
             )
-        if job.plan.strategy == "copy":
+        if job.plan.strategy == "copy" or _in_flight(run, region, image.name, "copy"):
+            if job.plan.strategy != "copy":  # an earlier session fell back to copying
+                result.strategy = "copy"
+                await run.done_importing(region, image.name)
             info = await _copy(cloud, job, existing)
         else:
             try:
-                if job.plan.strategy == "direct":
+                reattached = await _reattach_import(cloud, job)
+                if reattached is not None:
+                    info = reattached
+                elif job.plan.strategy == "direct":
                     info = await _direct(cloud, job, existing)
                 else:
                     info = await _relay(cloud, job, existing)
@@ -142,6 +166,8 @@ async def publish_image(cloud: Cloud, job: ImageJob) -> None:
         run.note(region, image.name, "result", "done", image_id=info.image_id,
                  strategy=result.strategy)  # fmt: skip
         run.emit(region, "done", f"{info.image_id} available", image.name)
+    except ImportRoleMissingError:
+        raise  # the account's, not the region's: the run stops
     except (AliasyncError, NoSourceError) as exc:
         message = (
             "no region holds this image to copy it from"
@@ -179,9 +205,33 @@ async def _already_published(cloud: Cloud, job: ImageJob, info: ImageInfo) -> No
     run.emit(region, "done", f"{info.image_id} already published", image.name)
 
 
-def _in_flight(run: Run, region: str, image: str) -> bool:
+def _in_flight(run: Run, region: str, image: str, *steps: str) -> bool:
+    """An earlier session of this run sent (or was sending) one of these steps' calls."""
     return any(run.earlier(region, image, step).get("state") in ("started", "sent")
-               for step in ("import", "copy"))  # fmt: skip
+               for step in steps)  # fmt: skip
+
+
+async def _reattach_import(cloud: Cloud, job: ImageJob) -> ImageInfo | None:
+    """Finish the import an earlier session started, without uploading or relaying again.
+
+    The object was complete in the run's bucket before that ImportImage was sent; the same
+    ClientToken finds the import if it was made. None: nothing was in flight, or the object is
+    gone (then the image goes in afresh).
+    """
+    run, region, image = job.run, job.region, job.image
+    if job.plan.bucket is None or not _in_flight(run, region, image.name, "import"):
+        return None
+    key = run.object_key(image)
+    if job.plan.strategy == "direct":  # still a source for the relays of this session
+        copy = UploadedCopy(region, job.plan.bucket, key)
+        await run.uploads.finished(image.name, region, copy)
+    run.emit(region, "import", "re-attaching to an earlier session's import", image.name)
+    try:
+        return await _import(cloud.ecs(region), job, job.plan.bucket, key)
+    except PermanentCloudError as exc:
+        if exc.code not in ("InvalidOSSObject.NotFound", "InvalidOSSBucket.NotFound"):
+            raise
+        return None
 
 
 async def _direct(cloud: Cloud, job: ImageJob, existing: list[ImageInfo]) -> ImageInfo:
@@ -229,7 +279,7 @@ async def _relay(cloud: Cloud, job: ImageJob, existing: list[ImageInfo]) -> Imag
         raise RelayError("NoSource", "every upload to an uncensored region failed")
     try:
         function = await _ensure_function(cloud, run, region)
-    except PermanentCloudError as exc:
+    except CloudError as exc:  # refused, or FC stopped answering after all retries
         raise RelayError(exc.code, f"cannot deploy the relay function: {exc.message}") from exc
     urls = [
         await cloud.oss.presign_get(s.region, s.bucket, s.key, expires=RELAY_PRESIGN_SECONDS)
@@ -274,6 +324,7 @@ async def _ensure_function(cloud: Cloud, run: Run, region: str) -> str:
         if region not in run.functions:
             _, memory, timeout = relay_limits(max((i.size for i in run.images), default=0))
             run.functions[region] = name  # registered first: cleanup finds it whatever happens
+            run.note(region, "", "function", "started", name=name)  # and so does a resume
             await cloud.fc.create_function(
                 region,
                 name,
@@ -330,57 +381,113 @@ async def _copy(cloud: Cloud, job: ImageJob, existing: list[ImageInfo]) -> Image
             " from VHD: publish a QCOW2 or RAW image to reach it",
             region=region,
         )
+    attempt = run.first_attempt(region, image.name, "copy")
+    earlier = run.earlier(region, image.name, "copy")
+    if _in_flight(run, region, image.name, "copy") and {"source", "source_id"} <= set(earlier):
+        info = await _reattach_copy(cloud, job)
+        if info is not None:
+            return info
+        attempt += 1
     run.emit(region, "wait", "waiting for a region to copy it from", image.name)
     retired = False
     failed_sources: set[str] = set()
-    for attempt in range(run.first_attempt(region, image.name, "copy"), COPY_ATTEMPTS):
-        async with run.pool.slot(image.name, exclude=region, avoid=failed_sources) as (
-            source,
-            source_id,
-        ):
+    public_sources: set[str] = set()  # community images: ECS never copies them
+    failures, waited = 0, 0.0
+    while failures < COPY_ATTEMPTS:
+        refused: str | None = None
+        async with run.pool.slot(
+            image.name, exclude=region, avoid=failed_sources, never=public_sources
+        ) as (source, source_id):
             if not retired:
                 await _retire(cloud.ecs(region), job, existing)
                 retired = True
-            job.result.source_region = source
             run.emit(region, "copy", f"copying {source_id} from {source}", image.name)
-            token = run.client_token("CopyImage", region, image, attempt)
-            earlier = run.earlier(region, image.name, "copy")
-            if earlier.get("attempt") == attempt and earlier.get("source"):
-                # Re-attach: the same token must go to the same source region.
-                source = earlier["source"]
-                source_id = earlier.get("source_id", source_id)
-            run.note(region, image.name, "copy", "started", attempt=attempt, token=token,
-                     source=source, source_id=source_id)  # fmt: skip
             try:
-                new_id = await cloud.ecs(source).copy_image(
-                    image_id=source_id,
-                    destination_region=region,
-                    destination_name=image.name,
-                    client_token=token,
-                    description=f"{image.name} (aliasync run {run.run_id})",
-                    tags=image_tags(run, image),
-                )
+                new_id = await _send_copy(cloud, job, source, source_id, attempt)
             except PermanentCloudError as exc:
                 if exc.code not in _SOURCE_REFUSALS:
                     raise
+                refused = exc.code
                 run.emit(region, "copy", f"{source} refused ({exc.code}); another", image.name)
-                failed_sources.add(source)
                 run.note(region, image.name, "copy", "failed", attempt=attempt + 1)
-                continue
-            run.note(region, image.name, "copy", "sent", attempt=attempt, token=token,
-                     source=source, source_id=source_id, image_id=new_id)  # fmt: skip
-            try:
-                return await cloud.ecs(region).wait_available(
-                    new_id, timeout=COPY_TIMEOUT, on_sighting=_progress(run, region, image, "copy")
+            else:
+                info = await _wait_copy(cloud, job, new_id, attempt)
+                if info is not None:
+                    return info
+                failures += 1
+        attempt += 1
+        if refused == "OperationDenied.CommunityImage":
+            public_sources.add(source)
+        elif refused is not None and source in failed_sources:
+            # Refused again, with no other source free: that source is busy copying this
+            # image for someone else (an earlier session, another run) until that copy ends.
+            if waited >= COPY_TIMEOUT:
+                raise PermanentCloudError(
+                    "CopyFailed", f"every source kept refusing CopyImage ({refused})", region=region
                 )
-            except ImageFailedError as exc:
-                run.emit(region, "retry", f"copy failed ({exc.message}); copying again", image.name)
-                failed_sources.add(source)
-                await cloud.ecs(region).delete_image(new_id)
-                run.note(region, image.name, "copy", "failed", attempt=attempt + 1)
+            await anyio.sleep(CONFLICT_WAIT / cloud.endpoints.time_scale)
+            waited += CONFLICT_WAIT
+        failed_sources.add(source)
     raise PermanentCloudError(
         "CopyFailed", f"CopyImage failed {COPY_ATTEMPTS} times", region=region
     )
+
+
+async def _reattach_copy(cloud: Cloud, job: ImageJob) -> ImageInfo | None:
+    """Finish the copy an earlier session sent: same source, same ClientToken, counted in the
+    pool as running. None when it failed or never began: a new attempt is due."""
+    run, region, image = job.run, job.region, job.image
+    earlier = run.earlier(region, image.name, "copy")
+    source, source_id = str(earlier["source"]), str(earlier["source_id"])
+    attempt = int(earlier["attempt"])
+    run.emit(region, "copy", f"re-attaching to an earlier session's copy from {source}",
+             image.name)  # fmt: skip
+    async with run.pool.occupy(source, image.name):
+        new_id = earlier.get("image_id")
+        try:
+            if not new_id:
+                new_id = await _send_copy(cloud, job, source, source_id, attempt)
+            return await _wait_copy(cloud, job, str(new_id), attempt)
+        except PermanentCloudError as exc:
+            # Refused, or the source or copy is gone (NotFound).
+            if exc.code not in _SOURCE_REFUSALS and not isinstance(exc, NotFoundError):
+                raise
+            run.note(region, image.name, "copy", "failed", attempt=attempt + 1)
+            return None
+
+
+async def _send_copy(cloud: Cloud, job: ImageJob, source: str, source_id: str, attempt: int) -> str:
+    """CopyImage from ``source`` under this attempt's ClientToken, journaled around the call."""
+    run, region, image = job.run, job.region, job.image
+    job.result.source_region = source
+    token = run.client_token("CopyImage", region, image, attempt)
+    run.note(region, image.name, "copy", "started", attempt=attempt, token=token,
+             source=source, source_id=source_id)  # fmt: skip
+    new_id = await cloud.ecs(source).copy_image(
+        image_id=source_id,
+        destination_region=region,
+        destination_name=image.name,
+        client_token=token,
+        description=f"{image.name} (aliasync run {run.run_id})",
+        tags=image_tags(run, image),
+    )
+    run.note(region, image.name, "copy", "sent", attempt=attempt, token=token,
+             source=source, source_id=source_id, image_id=new_id)  # fmt: skip
+    return new_id
+
+
+async def _wait_copy(cloud: Cloud, job: ImageJob, new_id: str, attempt: int) -> ImageInfo | None:
+    """The copy once Available; None if it failed (it is deleted: a new attempt is due)."""
+    run, region, image = job.run, job.region, job.image
+    try:
+        return await cloud.ecs(region).wait_available(
+            new_id, timeout=COPY_TIMEOUT, on_sighting=_progress(run, region, image, "copy")
+        )
+    except ImageFailedError as exc:
+        run.emit(region, "retry", f"copy failed ({exc.message}); copying again", image.name)
+        await cloud.ecs(region).delete_image(new_id)
+        run.note(region, image.name, "copy", "failed", attempt=attempt + 1)
+        return None
 
 
 async def _import(ecs: EcsApi, job: ImageJob, bucket: str, key: str) -> ImageInfo:
@@ -390,18 +497,27 @@ async def _import(ecs: EcsApi, job: ImageJob, bucket: str, key: str) -> ImageInf
         run.emit(region, "import", "importing", image.name)
         token = run.client_token("ImportImage", region, image, attempt)
         run.note(region, image.name, "import", "started", attempt=attempt, token=token)
-        image_id, task_id = await ecs.import_image(
-            name=image.name,
-            bucket=bucket,
-            key=key,
-            disk_image_size_gib=image.disk.disk_image_size_gib,
-            boot_mode=image.import_boot_mode,
-            architecture=image.architecture,
-            disk_format=image.disk.format,
-            client_token=token,
-            description=f"{image.name} (aliasync run {run.run_id})",
-            tags=image_tags(run, image),
-        )
+        try:
+            image_id, task_id = await ecs.import_image(
+                name=image.name,
+                bucket=bucket,
+                key=key,
+                disk_image_size_gib=image.disk.disk_image_size_gib,
+                boot_mode=image.import_boot_mode,
+                architecture=image.architecture,
+                disk_format=image.disk.format,
+                client_token=token,
+                description=f"{image.name} (aliasync run {run.run_id})",
+                tags=image_tags(run, image),
+            )
+        except PermanentCloudError as exc:
+            if exc.code not in _NO_IMPORT_ROLE:
+                raise
+            raise ImportRoleMissingError(
+                f"ImportImage refused ({exc.code}): the account has no RAM role {IMPORT_ROLE}"
+                " for ECS to read OSS; create it with `aliasync setup`, then continue with"
+                f" `aliasync import --resume {run.run_id}`"
+            ) from exc
         run.note(region, image.name, "import", "sent", attempt=attempt, token=token,
                  image_id=image_id, task_id=task_id)  # fmt: skip
         run.emit(region, "import", f"{image_id} importing", image.name)
@@ -421,11 +537,13 @@ async def _import(ecs: EcsApi, job: ImageJob, bucket: str, key: str) -> ImageInf
 
 
 async def _retire(ecs: EcsApi, job: ImageJob, existing: list[ImageInfo]) -> None:
-    """Overwrite: unpublish, tag snapshots, delete the image, then every tagged snapshot."""
+    """Overwrite: unpublish, tag snapshots, delete the image, then every tagged snapshot
+    (also those of an image a killed run deleted, which is no longer there to retire)."""
     await retire_images(
         ecs,
         existing,
         on_retire=lambda old: job.run.emit(
             job.region, "overwrite", f"retiring {old.image_id}", job.image.name
         ),
+        sweep=job.run.options.overwrite,
     )

@@ -25,8 +25,9 @@ class Clock:
     and it is also a race: whatever a test wants to see in the middle of a task must be seen
     within that time. Holding the clock takes the machine's speed out of it:
 
-    * :meth:`pause` stops virtual time (:meth:`resume` lets it run on from where it stood);
-      ``with clock.frozen():`` holds it for a block. While it is held, nothing that depends on
+    * :meth:`pause` stops virtual time, now or once it reaches a given virtual instant
+      (:meth:`resume` lets it run on from where it stood); ``with clock.frozen():`` holds it
+      for a block. While it is held, nothing that depends on
       virtual time changes: an import stays ``Creating``, a copy keeps its place in the queue,
       a temporary key stays valid, a throttling storm goes on, and a task sleeping on the clock
       (a cold start, an injected function timeout) stays asleep.
@@ -37,7 +38,10 @@ class Clock:
       so a test knows when the emulator is holding, e.g., an invocation in its cold start.
 
     API calls are still answered while the clock is held: their latency (:meth:`delay`) is then
-    spent in real time, ``latency / time_scale``, and takes no virtual time. Things that run on
+    spent in real time, ``latency / time_scale``, and takes no virtual time. ``pause(...,
+    hold_calls=True)`` holds the calls too: each waits in its latency until :meth:`resume`, so
+    a client stands still at the step where the cloud was stopped (the crash matrix kills it
+    there). Things that run on
     real time are not held: a deployed function's handler and its timeout (a real process),
     and request signatures and presigned URLs, which carry the client's wall-clock time.
 
@@ -56,6 +60,8 @@ class Clock:
         self._origin = source()  # the real time at which virtual time read _base
         self._base = 0.0
         self._held: float | None = None  # the virtual time it is held at
+        self._stop_at: float | None = None  # a virtual instant to hold at once it is reached
+        self._hold_calls = False
         self._deadlines: list[float] = []  # of the tasks asleep on this clock
         # Woken when time is held, moved or closed (the sleepers), and also when a sleep begins
         # or ends (wait_for_sleepers): a sleep beginning does not wake every other sleeper.
@@ -67,23 +73,39 @@ class Clock:
         """Virtual seconds since the emulator started."""
         if self._held is not None:
             return self._held
-        return self._base + (self._source() - self._origin) * self.time_scale
+        running = self._base + (self._source() - self._origin) * self.time_scale
+        if self._stop_at is not None and running >= self._stop_at:
+            self._held, self._stop_at = self._stop_at, None
+            self._time_changed()
+            return self._held
+        return running
 
     @property
     def paused(self) -> bool:
+        """True while virtual time is held (a :meth:`pause` ``at`` an instant: once there)."""
+        self.now()
         return self._held is not None
 
-    def pause(self) -> None:
-        """Stop virtual time where it is (no effect if it is already held)."""
-        if self._held is None:
-            self._held = self.now()
+    def pause(self, at: float | None = None, *, hold_calls: bool = False) -> None:
+        """Stop virtual time now, or once it reaches ``at`` (virtual seconds); the earliest
+        stop asked for wins. With ``hold_calls``, API calls wait in their latency meanwhile."""
+        self._hold_calls = self._hold_calls or hold_calls
+        now = self.now()
+        if self._held is not None:
+            return
+        if at is None or at <= now:
+            self._held, self._stop_at = now, None
             self._time_changed()
+        elif self._stop_at is None or at < self._stop_at:
+            self._stop_at = at
+            self._time_changed()  # sleepers due after ``at`` must wake there
 
     def resume(self) -> None:
         """Let virtual time run on from where it was held."""
+        self._stop_at, self._hold_calls = None, False
         if self._held is not None:
             self._base, self._origin, self._held = self._held, self._source(), None
-            self._time_changed()
+        self._time_changed()
 
     @contextmanager
     def frozen(self) -> Iterator[Clock]:
@@ -143,9 +165,13 @@ class Clock:
                 if self._held is not None:
                     await _next(self._on_time)
                 else:
-                    with anyio.move_on_after(left / self.time_scale) as slept:
+                    # A stop set before the deadline: wake there, to find the clock held.
+                    stop = self._stop_at
+                    cut = stop is not None and stop < deadline
+                    wait = max(stop - self.now(), 0.0) if cut and stop is not None else left
+                    with anyio.move_on_after(wait / self.time_scale) as slept:
                         await _next(self._on_time)
-                    if slept.cancelled_caught:
+                    if slept.cancelled_caught and not cut:
                         break  # the whole time passed (now() may round a hair short of it)
         finally:
             self._deadlines.remove(deadline)
@@ -157,7 +183,7 @@ class Clock:
         An API call's latency must not stop the call while a test holds the clock, or nothing
         could look at a held state; it then takes no virtual time at all.
         """
-        if self._held is not None:
+        if self._held is not None and not self._hold_calls:
             if virtual_seconds > 0:
                 await anyio.sleep(virtual_seconds / self.time_scale)
         else:

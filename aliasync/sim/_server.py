@@ -67,13 +67,24 @@ class CallRecord:
 
 
 class CallLog:
-    """Every call, with counts per (service, action, region)."""
+    """Every call, with counts per (service, action, region).
+
+    ``in_flight`` counts the calls being served (arrived, not yet answered) by
+    ``(service, action, origin)``, ``arrivals`` every call that arrived by origin (None: from
+    outside the cloud); each of ``watchers`` is called with every record as it is
+    added, before the answer leaves, so that a test can act at an exact step (pause the clock).
+    """
 
     def __init__(self) -> None:
         self.records: list[CallRecord] = []
+        self.in_flight: Counter[tuple[str, str, str | None]] = Counter()
+        self.arrivals: Counter[str | None] = Counter()
+        self.watchers: list[Callable[[CallRecord], None]] = []
 
     def add(self, record: CallRecord) -> None:
         self.records.append(record)
+        for watcher in list(self.watchers):
+            watcher(record)
 
     def counts(self) -> Counter[tuple[str, str, str | None]]:
         return Counter((r.service, r.action, r.region) for r in self.records)
@@ -202,6 +213,19 @@ class SimServer:
         return self._drop(raw)
 
     async def _dispatch(
+        self, service: Service, request: SimRequest, route: Route
+    ) -> web.StreamResponse:
+        flight = (route.service, route.action, request.origin_region)
+        self.calls.in_flight[flight] += 1
+        self.calls.arrivals[request.origin_region] += 1
+        try:
+            return await self._serve(service, request, route)
+        finally:
+            self.calls.in_flight[flight] -= 1
+            if not self.calls.in_flight[flight]:
+                del self.calls.in_flight[flight]
+
+    async def _serve(
         self, service: Service, request: SimRequest, route: Route
     ) -> web.StreamResponse:
         ctx = self.ctx

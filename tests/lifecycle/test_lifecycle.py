@@ -159,7 +159,8 @@ async def test_publish_unpublish_and_share(sim: Simulator, cloud: Cloud) -> None
 
 
 async def test_deprecate_and_undeprecate(sim: Simulator, cloud: Cloud) -> None:
-    """deprecate sets Deprecated and the replacement tag; undeprecate reverses both."""
+    """deprecate sets Deprecated and the replacement tag; undeprecate reverses both, removing
+    the tag (UntagResources), not blanking it."""
     await run_import(sim, [BIOS], name="ipxe-a", regions=REGIONS)
     await deprecate_images(cloud, REGIONS, "ipxe-a", replacement="ipxe-b")
     for image in all_images(sim):
@@ -168,7 +169,8 @@ async def test_deprecate_and_undeprecate(sim: Simulator, cloud: Cloud) -> None:
     await deprecate_images(cloud, REGIONS, "ipxe-a", deprecate=False)
     for image in all_images(sim):
         assert image["status"] == "Available"
-        assert image["tags"].get(REPLACEMENT_TAG, "") == ""
+        assert REPLACEMENT_TAG not in image["tags"], image["tags"]
+    assert sim.calls.count("UntagResources") == len(REGIONS)
 
 
 async def test_regions_capability_map(sim: Simulator, cloud: Cloud) -> None:

@@ -8,7 +8,7 @@ from aliasync import UsageError
 from aliasync.cloud._cloud import Cloud
 from aliasync.cloud._endpoints import Endpoints
 from aliasync.lifecycle._images import share_images
-from aliasync.sim import Simulator, profile
+from aliasync.sim import CallRecord, Simulator, profile
 from tests.importing import (
     ARM64,
     BIOS,
@@ -112,3 +112,28 @@ async def test_publishing_waits_until_no_region_needs_the_image_as_a_copy_source
             c.at for c in sim.calls.records if c.action == "ModifyImageSharePermission"
         )
         assert max(image.ready_at for image in copied) <= first_publish
+
+
+async def test_a_source_busy_copying_for_someone_else_is_waited_for_not_given_up() -> None:
+    """The only source image is being copied by another client (ImageCopyConflict): the copy
+    region waits for that copy to end and then copies, instead of spending its attempts."""
+    async with Simulator(seed=34, profile="none") as sim:
+        ecs = sim.ctx.models["ecs"]
+        others: list[str] = []
+
+        def copy_elsewhere(call: CallRecord) -> None:
+            # The moment the run makes the image a source (its family is set), another client
+            # starts copying it.
+            if call.action == "ModifyImageAttribute" and call.region == REGIONS[0] and not others:
+                (image,) = images_named(sim, REGIONS[0], "ipxe-busy")
+                others.append(ecs.copy_image(REGIONS[0], image["id"], "eu-west-1")["ImageId"])
+
+        sim.calls.watchers.append(copy_elsewhere)
+        report = await run_import(sim, [BIOS], name="ipxe-busy", regions=(REGIONS[0], "cn-heyuan"))
+        assert_published(sim, report, [BIOS], name="ipxe-busy", regions=(REGIONS[0], "cn-heyuan"))
+        conflicts = [r for r in sim.calls.records if r.error == "OperationDenied.ImageCopyConflict"]
+        assert others and conflicts, "the source was never busy"
+        (copied,) = images_named(sim, "cn-heyuan", "ipxe-busy")
+        (other,) = ecs.snapshot()["regions"]["eu-west-1"]["images"]
+        assert copied["creation_time"] >= other["ready_time"]  # sent once the other copy ended
+        assert_no_leaks(sim)

@@ -146,3 +146,64 @@ async def test_resume_with_changed_image_is_refused(tmp_path: Path) -> None:
         assert "changed" in err and str(image) in err and "Traceback" not in err
         mutating = {"CreateBucket", "PutObject", "ImportImage", "CopyImage", "DeleteImage"}
         assert not [r for r in sim.calls.records[calls:] if r.action in mutating]
+
+
+async def test_resume_with_image_paths_is_refused_and_says_so(tmp_path: Path) -> None:
+    """--resume with IMAGE arguments (before or after it), or an image file as the run ID:
+    exit 2, one line saying what was refused and why, not one call to the cloud."""
+    async with Simulator(seed=16, profile="none") as sim:
+        endpoints = str(sim.write_endpoints(tmp_path / "endpoints.json"))
+        for args in (["--resume", "deadbeef", str(BIOS)], [str(BIOS), "--resume"]):
+            code, _, err = await aliasync("import", "--endpoints", endpoints, *args)
+            assert code == 2
+            (line,) = err.strip().splitlines()
+            assert "refusing the IMAGE arguments given" in line and str(BIOS) in line
+        code, _, err = await aliasync("import", "--endpoints", endpoints, "--resume", str(BIOS))
+        assert code == 2
+        (line,) = err.strip().splitlines()
+        assert "takes a run ID" in line and "aliasync runs" in line
+        assert sim.calls.count() == 0
+
+
+async def test_resume_of_an_explicit_run_finishes_that_run_not_the_latest(tmp_path: Path) -> None:
+    """A run killed with an import in flight, then another run to the end: `--resume RUN`
+    (by a unique prefix of its ID) finishes the killed one, which `--resume` alone would not."""
+    regions = ["-r", "ap-southeast-1", "-r", "cn-heyuan"]
+    async with Simulator(seed=17, profile="none") as sim:
+        endpoints = str(sim.write_endpoints(tmp_path / "endpoints.json"))
+        sim.calls.watchers.append(
+            lambda c: c.action == "ImportImage" and sim.clock.pause(hold_calls=True)
+        )
+        process = await anyio.open_process(
+            [sys.executable, "-m", "aliasync", "import", "--endpoints", endpoints,
+             "-n", "ipxe-first", *regions, str(BIOS)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        async with process:
+            with anyio.fail_after(60):
+                while not sim.clock.paused:  # noqa: ASYNC110 (emulator state)
+                    await anyio.sleep(0.01)
+            process.send_signal(signal.SIGKILL)
+            await process.wait()
+        assert process.returncode == -signal.SIGKILL
+        sim.calls.watchers.clear()
+        sim.clock.resume()
+        code, out, err = await aliasync("runs", "--json")
+        (killed,) = json.loads(out)
+        code, _, err = await aliasync(
+            "import", "--endpoints", endpoints, "-n", "ipxe-second", *regions, str(BIOS)
+        )
+        assert code == 0, err
+        assert not images_named(sim, "cn-heyuan", "ipxe-first")
+        code, out, err = await aliasync(
+            "import", "--endpoints", endpoints, "--resume", killed["run_id"][:6], "--json"
+        )
+        assert code == 0, err
+        assert json.loads(out)["run_id"] == killed["run_id"]
+        for region in ("ap-southeast-1", "cn-heyuan"):
+            for name in ("ipxe-first", "ipxe-second"):
+                (image,) = images_named(sim, region, name)
+                assert image["status"] == "Available"
+        assert_no_leaks(sim)
+        code, out, _ = await aliasync("runs", "--json")
+        assert {r["run_id"]: r["status"] for r in json.loads(out)}[killed["run_id"]] == "success"

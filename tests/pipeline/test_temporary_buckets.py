@@ -16,9 +16,10 @@ from aliasync.pipeline._orchestrator import STALE_BUCKET_AGE
 from aliasync.pipeline._regionplan import detect_strategy
 from aliasync.pipeline._run import Run
 from aliasync.pipeline._strategies import relay_limits, remove_bucket
-from aliasync.sim import Simulator
-from tests.clients import boto3_s3, inside_proxy, put_object
+from aliasync.sim import CallRecord, Simulator, profile
+from tests.clients import boto3_s3, fc_client, inside_proxy, put_object
 from tests.importing import BIOS, assert_no_leaks, assert_published, run_import
+from tests.sim.test_fc import create as create_function
 
 pytestmark = pytest.mark.anyio
 
@@ -97,3 +98,54 @@ def test_relay_is_sized_for_the_image() -> None:
     assert timeout == 86400
     mid = relay_limits(100 * 2**30)
     assert 8 * MiB < mid[0] < part and 901 < mid[2] < 86400
+
+
+async def test_two_runs_at_once_in_one_account_both_succeed_and_leave_nothing() -> None:
+    """A second run starts while the first one's buckets are in use: its sweep sees them and
+    leaves them alone, both runs publish everything, and neither leaves anything behind."""
+    regions = ("ap-southeast-1", "cn-beijing", "cn-heyuan")
+    slow_imports = profile("none").with_(import_base_seconds=2000.0)  # the first run lasts
+    async with Simulator(seed=72, profile=slow_imports) as sim:
+        oss = sim.ctx.models["oss"]
+        seen: list[set[str]] = []  # temporary buckets existing at each ListBuckets answer
+        first_importing = anyio.Event()
+
+        def watch(call: CallRecord) -> None:
+            if call.action == "ListBuckets":
+                seen.append({b["name"] for b in oss.buckets()})
+            if call.action == "ImportImage":
+                first_importing.set()
+
+        sim.calls.watchers.append(watch)
+        reports = {}
+
+        async def run(name: str) -> None:
+            reports[name] = await run_import(sim, [BIOS], name=name, regions=regions)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run, "ipxe-first")
+            await first_importing.wait()
+            tg.start_soon(run, "ipxe-second")
+        for name, report in reports.items():
+            assert_published(sim, report, [BIOS], name=name, regions=regions)
+        first = f"aliasync-tmp-{reports['ipxe-first'].run_id[:8]}-"
+        assert any(any(b.startswith(first) for b in names) for names in seen[1:]), seen
+        assert_no_leaks(sim)
+
+
+async def test_cleanup_removes_a_dead_runs_relay_function_and_keeps_a_live_ones(
+    sim: Simulator,
+) -> None:
+    """In a region it relayed to, cleanup removes relay functions whose run has no bucket there
+    any more (a dead run's), and keeps one whose run's bucket is still there (a run going on)."""
+    region = "cn-beijing"
+    fc = fc_client(sim, region)
+    await create_function(fc, "aliasync-relay-deadbeef")
+    await create_function(fc, "aliasync-relay-livebeef")
+    await put_object(sim, region, "aliasync-tmp-livebeef-cn-beijing", "aliasync/x", b"x")
+    sim.mark_baseline()
+    report = await run_import(sim, [BIOS], name="ipxe-fn", regions=("ap-southeast-1", region))
+    assert report.status == "success"
+    functions = {f["name"] for f in sim.ctx.models["fc"].functions() if f["region"] == region}
+    assert functions == {"aliasync-relay-livebeef"}
+    assert_no_leaks(sim)

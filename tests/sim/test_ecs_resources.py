@@ -136,6 +136,40 @@ async def test_tags_and_list_tag_resources_paging(sim: Simulator) -> None:
         assert (error.code, error.status_code) == (code, status)
 
 
+async def test_untag_resources_removes_keys_or_all_and_refuses_bad_requests(sim: Simulator) -> None:
+    """UntagResources removes the named keys (an absent one is no error), or every tag with
+    All; unknown resources, duplicate or malformed keys and a request naming none are refused,
+    changing nothing."""
+    client = ecs_client(sim, REGION)
+    ids = [await imported(sim, client, REGION, f"untag-{n}", wait=False) for n in range(2)]
+    tags = [m.TagResourcesRequestTag(key=k, value="v") for k in ("a", "b", "c")]
+    await client.tag_resources_async(
+        m.TagResourcesRequest(region_id=REGION, resource_type="image", resource_id=ids, tag=tags)
+    )
+
+    def untag(**kw: object) -> object:
+        request = m.UntagResourcesRequest(region_id=REGION, resource_type="image", **kw)
+        return client.untag_resources_async(request)
+
+    await untag(resource_id=ids, tag_key=["a", "missing"])
+    assert [sorted(region_images(sim, REGION)[i]["tags"]) for i in ids] == [["b", "c"]] * 2
+    cases = [
+        ({"resource_id": [ids[0], "m-missing"], "tag_key": ["b"]},
+         "InvalidResourceId.NotFound", 404),
+        ({"resource_id": ids, "tag_key": ["b", "b"]}, "Duplicate.TagKey", 400),
+        ({"resource_id": ids, "tag_key": ["acs:b"]}, "InvalidTagKey.Malformed", 400),
+        ({"resource_id": ids, "tag_key": [f"k{n}" for n in range(21)]}, "NumberExceed.Tags", 400),
+        ({"resource_id": ids}, "MissingParameter", 400),
+        ({"tag_key": ["b"]}, "MissingParameter", 400),
+    ]  # fmt: skip
+    for request, code, status in cases:
+        error = await fails(untag(**request))
+        assert (error.code, error.status_code) == (code, status), request
+    assert [sorted(region_images(sim, REGION)[i]["tags"]) for i in ids] == [["b", "c"]] * 2
+    await untag(resource_id=ids[:1], all=True)
+    assert [region_images(sim, REGION)[i]["tags"] for i in ids] == [{}, {"b": "v", "c": "v"}]
+
+
 async def test_describe_snapshots_paging_and_delete_snapshot(sim: Simulator) -> None:
     """DescribeSnapshots pages by NextToken and by page; DeleteSnapshot refuses used ones."""
     client = ecs_client(sim, REGION)

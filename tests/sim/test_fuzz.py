@@ -53,15 +53,15 @@ OSS_NATIVE_HOST = f"$BUCKET.oss-{REGION}-internal.aliyuncs.com"
 
 ECS_ACTIONS = ["DescribeRegions", "ImportImage", "DescribeTasks", "DescribeImages", "CopyImage",
     "CancelCopyImage", "DeleteImage", "ModifyImageAttribute", "ModifyImageSharePermission",
-    "DescribeImageSharePermission", "TagResources", "ListTagResources", "DescribeSnapshots",
-    "DeleteSnapshot", "RunInstances"]  # fmt: skip
+    "DescribeImageSharePermission", "TagResources", "UntagResources", "ListTagResources",
+    "DescribeSnapshots", "DeleteSnapshot", "RunInstances"]  # fmt: skip
 ECS_PARAMS = ["ImageName", "Description", "DestinationRegionId", "DestinationImageName",
     "ClientToken", "PageNumber", "PageSize", "MaxResults", "NextToken", "Status", "ImageIds",
     "TaskIds", "TaskAction", "TaskStatus", "StartTime", "EndTime", "IsPublic", "AddAccount.1",
     "RemoveAccount.1", "ResourceType", "ResourceId.1", "SnapshotId", "SnapshotIds", "Force",
     "BootMode", "Architecture", "Platform", "OSType", "LicenseType", "ImageFamily", "Usage",
     "ImageOwnerAlias", "Features.NvmeSupport", "Tag.1.Key", "Tag.1.Value", "Tag.2.Value",
-    "Tag.1111111111111.Key", "RoleName", "DiskDeviceMapping.1.OSSBucket",
+    "Tag.1111111111111.Key", "TagKey.1", "All", "RoleName", "DiskDeviceMapping.1.OSSBucket",
     "DiskDeviceMapping.1.OSSObject", "DiskDeviceMapping.1.DiskImageSize",
     "DiskDeviceMapping.1.Format"]  # fmt: skip
 RPC = {  # service: (actions, version, parameters)

@@ -32,6 +32,7 @@ ACTIONS = frozenset(
         "ModifyImageSharePermission",
         "DescribeImageSharePermission",
         "TagResources",
+        "UntagResources",
         "ListTagResources",
         "DescribeSnapshots",
         "DeleteSnapshot",
@@ -46,6 +47,7 @@ MUTATING = frozenset(
         "ModifyImageAttribute",
         "ModifyImageSharePermission",
         "TagResources",
+        "UntagResources",
         "DeleteSnapshot",
     }
 )

@@ -306,6 +306,18 @@ class EcsResponses:
         self.model.tag_resources(region, resource_type, ids, tags)
         return {}
 
+    def untag_resources(self, p: Params) -> Answer:
+        region = self._region(p)
+        resource_type = p.required("ResourceType")
+        ids = p.indexed("ResourceId")
+        if not ids:
+            raise missing("ResourceId.1")
+        keys = p.indexed("TagKey")
+        if not keys and not p.flag("All"):
+            raise missing("TagKey.1")  # guess: neither keys nor All is refused
+        self.model.untag_resources(region, resource_type, ids, keys or None)
+        return {}
+
     def list_tag_resources(self, p: Params) -> Answer:
         region = self._region(p)
         resource_type = p.required("ResourceType")

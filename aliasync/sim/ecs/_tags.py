@@ -1,4 +1,4 @@
-"""Tags on images and snapshots: TagResources and ListTagResources."""
+"""Tags on images and snapshots: TagResources, UntagResources and ListTagResources."""
 
 from __future__ import annotations
 
@@ -81,6 +81,40 @@ class TaggingMixin(EcsStore):
             targets.append(resource)
         for resource in targets:
             resource.tags.update(new)
+
+    def untag_resources(
+        self, region: str, resource_type: str, ids: list[str], keys: list[str] | None
+    ) -> None:
+        """Remove the tags ``keys`` (all tags when None) from up to 50 resources (all or
+        nothing). A key a resource does not carry is no error (guess: the docs are silent)."""
+        _check_type(resource_type)
+        if len(ids) > MAX_RESOURCES:
+            raise SimError(
+                "NumberExceed.ResourceIds",
+                "The ResourceIds parameter's number is exceed , Valid : 50",
+            )
+        if keys is not None:
+            if len(keys) > MAX_TAGS:
+                raise SimError(
+                    "NumberExceed.Tags", "The Tags parameter's number is exceed , Valid : 20"
+                )
+            if len(set(keys)) != len(keys):
+                raise SimError("Duplicate.TagKey", "The Tag.N.Key contain duplicate key.")
+            check_tags(dict.fromkeys(keys, ""), MAX_TAGS)
+        by_id = {r.id: r for r in self._tagged(region, resource_type)}
+        targets = []
+        for resource_id in ids:
+            resource = by_id.get(resource_id)
+            if resource is None:
+                raise SimError(
+                    "InvalidResourceId.NotFound",
+                    "The specified ResourceIds are not found in our records.",
+                    404,
+                )
+            targets.append(resource)
+        for resource in targets:
+            for key in list(resource.tags) if keys is None else keys:
+                resource.tags.pop(key, None)
 
     def tag_rows(
         self,
