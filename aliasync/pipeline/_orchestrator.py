@@ -26,10 +26,13 @@ import anyio
 from aliasync._exceptions import AliasyncError, JournalError
 from aliasync.cloud._cloud import Cloud
 from aliasync.cloud._endpoints import Endpoints
+from aliasync.pipeline._importing import ImportRoleMissingError
+from aliasync.pipeline._job import ImageJob
 from aliasync.pipeline._journal import Journal
 from aliasync.pipeline._options import ImportOptions, check_options
 from aliasync.pipeline._prepare import PreparedImage, base_name, prepare_images
 from aliasync.pipeline._regionplan import PlanBoard, RegionPlan, plan_region
+from aliasync.pipeline._relaying import remove_bucket
 from aliasync.pipeline._report import (
     EventHandler,
     ImageResult,
@@ -39,12 +42,7 @@ from aliasync.pipeline._report import (
 )
 from aliasync.pipeline._run import BUCKET_PREFIX, FUNCTION_PREFIX, Run
 from aliasync.pipeline._state import CapabilityCache, state_dir
-from aliasync.pipeline._strategies import (
-    ImageJob,
-    ImportRoleMissingError,
-    publish_image,
-    remove_bucket,
-)
+from aliasync.pipeline._strategies import publish_image
 from aliasync.pipeline._uploads import UploadedCopy
 
 CLEANUP_DEADLINE = 600.0

@@ -6,6 +6,8 @@ refuse its data calls; a relay function empties those from inside their region.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import anyio.to_thread
 import pytest
 
@@ -14,9 +16,10 @@ from aliasync.cloud._endpoints import Endpoints
 from aliasync.pipeline._options import ImportOptions
 from aliasync.pipeline._orchestrator import STALE_BUCKET_AGE
 from aliasync.pipeline._regionplan import detect_strategy
+from aliasync.pipeline._relaying import relay_limits, remove_bucket
 from aliasync.pipeline._run import Run
-from aliasync.pipeline._strategies import relay_limits, remove_bucket
 from aliasync.sim import CallRecord, Simulator, profile
+from aliasync.sim.oss._storage import assemble
 from tests.clients import boto3_s3, fc_client, inside_proxy, put_object
 from tests.importing import BIOS, assert_no_leaks, assert_published, run_import
 from tests.sim.test_fc import create as create_function
@@ -87,6 +90,41 @@ async def test_next_run_removes_a_crashed_runs_mainland_bucket() -> None:
         assert [b["name"] for b in leaks["buckets"]] == [live]
         assert [u["bucket"] for u in leaks["multipart_uploads"]] == [live]
         assert leaks["functions"] == []  # the emptying function was removed too
+
+
+async def test_a_bucket_written_again_after_it_was_emptied_is_emptied_again(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    """A killed session's relay still writing into a mainland bucket once cleanup emptied it:
+    the bucket is emptied again and deleted, not left behind with an object in it."""
+    region = "cn-hangzhou"
+    late = tmp_path / "late"
+    late.write_bytes(b"the last part of a relay whose caller was killed")
+    oss = sim.ctx.models["oss"]
+    cloud = await Cloud.open(Endpoints.from_dict(sim.endpoints))
+    try:
+        run = Run("latewriter01", ImportOptions(), [], sim.account_id)
+        strategy, bucket, _ = await detect_strategy(cloud, run, region, None)
+        assert strategy == "relay" and bucket is not None
+        await _fill_from_inside(sim, region, bucket)
+        written: list[CallRecord] = []
+
+        def write_late(call: CallRecord) -> None:
+            # Between the first emptying and the DeleteBucket after it, as a late writer would.
+            if call.action == "InvokeFunction" and call.origin is None and not written:
+                staged = assemble([str(late)], oss.new_path())
+                oss.put_object(region, bucket, "aliasync/late/disk.raw", staged, {}, {})
+                written.append(call)
+
+        sim.calls.watchers.append(write_late)
+        await remove_bucket(cloud, run, region, bucket)
+        assert written
+        assert sim.calls.count("InvokeFunction", region) == 2  # emptied twice
+        assert not oss.bucket_exists(region, bucket)
+        await cloud.fc.delete_function(region, run.functions[region])
+    finally:
+        await cloud.aclose()
+    assert_no_leaks(sim)
 
 
 def test_relay_is_sized_for_the_image() -> None:
