@@ -14,7 +14,7 @@ Choices (beyond those in ``_models``):
   works. An invalid bucket name is reported as 400 ``InvalidBucketName`` (botocore sends such
   names path style).
 * The S3 face serves only OSS's documented subset: ListBuckets, ListMultipartUploads and the
-  sub-resources outside it are 400 ``NotImplemented`` (a guess; see the facts file, 8.4).
+  sub-resources outside it are 400 ``NotImplemented`` (a guess; see the facts file, 12.4).
 * Every account key may use every bucket of the account (no RAM policy evaluation).
 * An expired presigned URL is 403 ``AccessDenied`` "Request has expired."; a header-signed
   request more than 15 minutes off is 403 ``RequestTimeTooSkewed``.
