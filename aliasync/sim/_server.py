@@ -256,6 +256,11 @@ class SimServer:
         except SimError as error:
             self._log(request, route, error.status, fault, error.code)
             return service.error_response(request, error)
+        except ConnectionError:
+            # The client went away while its request was being read (a killed process): there
+            # is no one to answer, and it is no failure of the emulator's.
+            self._log(request, route, 0, fault, "ClientGone")
+            return self._drop(request.raw)
         except Exception:
             # A bug in the emulator must not become a traceback on the wire.
             log.exception("emulator failure in %s:%s", route.service, route.action)

@@ -535,3 +535,30 @@ async def test_odd_trust_policies_do_not_crash_create_function(
             await create_function(fc_client(sim, REGION), "fn", role=role)
         assert info.value.code == "InvalidArgument"
     assert not [r.getMessage() for r in caplog.records if _crash(r)]
+
+
+async def test_a_client_gone_mid_body_is_no_emulator_failure(
+    sim: Simulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client killed while sending a request body (an InvokeFunction event half sent) is
+    logged as gone, with no emulator failure, and serving goes on."""
+    caplog.set_level(logging.ERROR)
+    port = int(sim.proxy_url.rsplit(":", 1)[1])
+    host = f"{sim.account_id}.{REGION}.fc.aliyuncs.com"
+    head = (
+        f"POST http://{host}/2023-03-30/functions/f/invocations HTTP/1.1\r\n"
+        f"Host: {host}\r\nContent-Length: 100000\r\n\r\n"
+    )
+    stream = await anyio.connect_tcp("127.0.0.1", port)
+    await stream.send(head.encode() + b"{" * 1000)
+    with anyio.fail_after(10):
+        while not sim.calls.in_flight:  # noqa: ASYNC110 (the emulator's state is waited on)
+            await anyio.sleep(0.01)
+    await stream.aclose()
+    with anyio.fail_after(10):
+        while not [r for r in sim.calls.records if r.error == "ClientGone"]:  # noqa: ASYNC110
+            await anyio.sleep(0.01)
+    crashes = [r.getMessage() for r in caplog.records if _crash(r)]
+    assert not crashes, crashes
+    answer = await ecs_client(sim, REGION).describe_regions_async(m.DescribeRegionsRequest())
+    assert len(answer.body.regions.region) == len(sim.ctx.regions)

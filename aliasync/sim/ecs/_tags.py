@@ -64,23 +64,23 @@ class TaggingMixin(EcsStore):
             raise SimError("Duplicate.TagKey", "The Tag.N.Key contains duplicate key.")
         new = dict(tags)
         check_tags(new, MAX_TAGS)
-        by_id = {r.id: r for r in self._tagged(region, resource_type)}
-        targets = []
-        for resource_id in ids:
-            resource = by_id.get(resource_id)
-            if resource is None:
-                raise SimError(
-                    "InvalidResourceId.NotFound",
-                    "The specified ResourceIds are not found in our records.",
-                    404,
-                )
-            if len(resource.tags | new) > MAX_TAGS:
-                raise SimError(
-                    "InvalidTagCount", "The specified tags are beyond the permitted range."
-                )
-            targets.append(resource)
+        targets = self._resources(region, resource_type, ids)
+        if any(len(resource.tags | new) > MAX_TAGS for resource in targets):
+            raise SimError("InvalidTagCount", "The specified tags are beyond the permitted range.")
         for resource in targets:
             resource.tags.update(new)
+
+    def _resources(self, region: str, resource_type: str, ids: list[str]) -> list[Image | Snapshot]:
+        """The resources named, all of them or an error (nothing changes then)."""
+        by_id = {r.id: r for r in self._tagged(region, resource_type)}
+        missing = [i for i in ids if i not in by_id]
+        if missing:
+            raise SimError(
+                "InvalidResourceId.NotFound",
+                "The specified ResourceIds are not found in our records.",
+                404,
+            )
+        return [by_id[i] for i in ids]
 
     def untag_resources(
         self, region: str, resource_type: str, ids: list[str], keys: list[str] | None
@@ -101,17 +101,7 @@ class TaggingMixin(EcsStore):
             if len(set(keys)) != len(keys):
                 raise SimError("Duplicate.TagKey", "The Tag.N.Key contain duplicate key.")
             check_tags(dict.fromkeys(keys, ""), MAX_TAGS)
-        by_id = {r.id: r for r in self._tagged(region, resource_type)}
-        targets = []
-        for resource_id in ids:
-            resource = by_id.get(resource_id)
-            if resource is None:
-                raise SimError(
-                    "InvalidResourceId.NotFound",
-                    "The specified ResourceIds are not found in our records.",
-                    404,
-                )
-            targets.append(resource)
+        targets = self._resources(region, resource_type, ids)
         for resource in targets:
             for key in list(resource.tags) if keys is None else keys:
                 resource.tags.pop(key, None)
