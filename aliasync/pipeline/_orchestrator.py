@@ -26,13 +26,13 @@ import anyio
 from aliasync._exceptions import AliasyncError, JournalError
 from aliasync.cloud._cloud import Cloud
 from aliasync.cloud._endpoints import Endpoints
+from aliasync.pipeline._cleanup import clean_up, remove_stale_buckets
 from aliasync.pipeline._importing import ImportRoleMissingError
 from aliasync.pipeline._job import ImageJob
 from aliasync.pipeline._journal import Journal
 from aliasync.pipeline._options import ImportOptions, check_options
 from aliasync.pipeline._prepare import PreparedImage, base_name, prepare_images
 from aliasync.pipeline._regionplan import PlanBoard, RegionPlan, plan_region
-from aliasync.pipeline._relaying import remove_bucket
 from aliasync.pipeline._report import (
     EventHandler,
     ImageResult,
@@ -40,17 +40,12 @@ from aliasync.pipeline._report import (
     ImportReport,
     RegionResult,
 )
-from aliasync.pipeline._run import BUCKET_PREFIX, FUNCTION_PREFIX, Run
+from aliasync.pipeline._run import Run
 from aliasync.pipeline._state import CapabilityCache, state_dir
 from aliasync.pipeline._strategies import publish_image
 from aliasync.pipeline._uploads import UploadedCopy
 
 CLEANUP_DEADLINE = 600.0
-# Cloud seconds after which a temporary bucket is taken for a crashed run's. A run uses its
-# buckets from planning to its last import: the upload (hours for a large image), a relay (at
-# most FC's 24 h timeout) and the imports (3 attempts of at most 4 h). Two days cover that;
-# and by then the bucket's own lifecycle rule (one day) has already expired its objects.
-STALE_BUCKET_AGE = 2 * 86400.0
 
 
 class Importer:
@@ -165,7 +160,7 @@ class Importer:
                 for image in images:
                     run.expect(region, image.name)
                     run.emit(region, "plan", "looking up the region", image.name)
-            await self._remove_stale_buckets(run)
+            await remove_stale_buckets(self.cloud, run)
             capabilities = CapabilityCache.for_scope(self.cloud.cache_scope)
             board = PlanBoard(
                 run,
@@ -192,7 +187,7 @@ class Importer:
             status = report.status
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_DEADLINE):
-                await self._cleanup(run)
+                await clean_up(self.cloud, run)
                 if run.journal is not None:
                     run.journal.set_status(run.run_id, status)
             report.elapsed = time.monotonic() - run.started
@@ -289,73 +284,6 @@ class Importer:
             if result.ok and result.image_id:
                 await run.pool.add_source(image.name, plan.region, result.image_id)
             await run.done_importing(plan.region, image.name)
-
-    async def _remove_stale_buckets(self, run: Run) -> None:
-        """Temporary buckets left by crashed runs are found by their prefix and age, removed.
-
-        A bucket younger than :data:`STALE_BUCKET_AGE` may belong to a run still going (on
-        another machine): it is left alone.
-        """
-        found = await self.cloud.oss.list_buckets(BUCKET_PREFIX)
-        own = f"{BUCKET_PREFIX}{run.short_id}-"
-        now = time.time()
-        async with anyio.create_task_group() as tg:
-            for bucket in found:
-                if bucket.name.startswith(own):
-                    # An earlier session's of this run: its imports may still read it, and
-                    # this session's cleanup removes it, whether or not the region has work left.
-                    run.buckets.setdefault(bucket.region, bucket.name)
-                    continue
-                # Creation dates are wall-clock; an emulator's cloud runs time_scale faster.
-                age = (now - bucket.created) * self.endpoints.time_scale
-                if age < STALE_BUCKET_AGE:
-                    continue
-                run.emit(bucket.region, "cleanup", f"removing stale bucket {bucket.name}")
-                tg.start_soon(self._remove_bucket, run, bucket.region, bucket.name)
-
-    async def _remove_bucket(self, run: Run, region: str, name: str) -> None:
-        try:
-            await remove_bucket(self.cloud, run, region, name)
-        except AliasyncError as exc:
-            run.emit(region, "failed", f"could not remove bucket {name}: {exc}")
-
-    async def _cleanup(self, run: Run) -> None:
-        """Remove this run's temporary buckets, then its relay functions (and stale ones).
-
-        Per region, the bucket goes first: emptying a mainland bucket needs the function. A
-        relay function belongs to a run still going while that run has a bucket in its region
-        (it is deployed after the bucket, removed after it): only the others are stale.
-        """
-        alive: set[tuple[str, str]] | None = None  # None: no other run's function is touched
-        try:
-            if run.functions:
-                alive = {(b.region, b.name[len(BUCKET_PREFIX) :].split("-")[0])
-                         for b in await self.cloud.oss.list_buckets(BUCKET_PREFIX)}  # fmt: skip
-        except AliasyncError as exc:
-            run.emit("", "failed", f"could not list temporary buckets: {exc}")
-
-        def stale(region: str, function: str) -> bool:
-            owner = function[len(FUNCTION_PREFIX) :]
-            if owner == run.short_id:
-                return True
-            return alive is not None and (region, owner) not in alive
-
-        async def region_cleanup(region: str) -> None:
-            name = run.buckets.get(region)
-            if name is not None:
-                await self._remove_bucket(run, region, name)
-            if region not in run.functions:
-                return
-            try:
-                for function in await self.cloud.fc.list_functions(region, FUNCTION_PREFIX):
-                    if stale(region, function):
-                        await self.cloud.fc.delete_function(region, function)
-            except AliasyncError as exc:
-                run.emit(region, "failed", f"could not remove relay functions: {exc}")
-
-        async with anyio.create_task_group() as tg:
-            for region in {**run.buckets, **run.functions}:
-                tg.start_soon(region_cleanup, region)
 
 
 async def import_images(

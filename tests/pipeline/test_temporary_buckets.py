@@ -13,8 +13,8 @@ import pytest
 
 from aliasync.cloud._cloud import Cloud
 from aliasync.cloud._endpoints import Endpoints
+from aliasync.pipeline._cleanup import STALE_BUCKET_AGE
 from aliasync.pipeline._options import ImportOptions
-from aliasync.pipeline._orchestrator import STALE_BUCKET_AGE
 from aliasync.pipeline._regionplan import detect_strategy
 from aliasync.pipeline._relaying import relay_limits, remove_bucket
 from aliasync.pipeline._run import Run
