@@ -112,6 +112,15 @@ def _emulator_gap(what: str) -> SimError:
     return SimError("NotImplemented", f"The emulator does not implement {what!r}.", 501)
 
 
+# The operations on one multipart upload (``?uploadId=``), by method: the same on both faces.
+_UPLOAD_OPS = {
+    "GET": "ListParts",
+    "PUT": "UploadPart",
+    "POST": "CompleteMultipartUpload",
+    "DELETE": "AbortMultipartUpload",
+}
+
+
 def action(
     method: str, t: Target, params: Mapping[str, str], headers: Mapping[str, str]
 ) -> tuple[str, bool]:
@@ -146,12 +155,7 @@ def action(
             return ("ListObjectsV2" if params.get("list-type") == "2" else "ListObjects"), False
         name = bucket_ops.get(method, "")
     elif "uploadId" in params:
-        name = {
-            "GET": "ListParts",
-            "PUT": "UploadPart",
-            "POST": "CompleteMultipartUpload",
-            "DELETE": "AbortMultipartUpload",
-        }.get(method, "")
+        name = _UPLOAD_OPS.get(method, "")
     else:
         name = {
             "GET": "GetObject",
@@ -205,12 +209,7 @@ def _native_action(
     elif "uploadId" in params:
         if copy:
             raise _emulator_gap("UploadPartCopy")
-        name = {
-            "GET": "ListParts",
-            "PUT": "UploadPart",
-            "POST": "CompleteMultipartUpload",
-            "DELETE": "AbortMultipartUpload",
-        }.get(method, "")
+        name = _UPLOAD_OPS.get(method, "")
     else:
         name = {
             "GET": "GetObject",
