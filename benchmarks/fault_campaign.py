@@ -22,7 +22,9 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import anyio
@@ -168,31 +170,34 @@ def _row(name: str, runs: int, ok: int, retries: int, faults: Counter[str]) -> s
     return f"| {name} | {runs} | {ok} | {retries} | {kinds} |"
 
 
+async def _scenario_row(
+    kind: str, name: str, seeds: int, run: Callable[[int], Awaitable[Outcome]], failures: list[str]
+) -> str:
+    """Run one scenario once per seed; its table row (failures are added to ``failures``)."""
+    faults: Counter[str] = Counter()
+    ok = retries = 0
+    for seed in range(1, seeds + 1):
+        outcome = await run(seed)
+        faults += outcome.faults
+        retries += outcome.retries
+        ok += outcome.ok
+        if not outcome.ok:
+            failures.append(f"{kind}, {name}, seed {seed}: {outcome.detail}")
+    return _row(name, seeds, ok, retries, faults)
+
+
 async def fault_tables(args: argparse.Namespace, regions: list[str], failures: list[str]) -> None:
     print("| imports under | runs | ok | retries | faults injected |\n|---|---|---|---|---|")
-    for name, profile in SCENARIOS.items():
-        faults: Counter[str] = Counter()
-        ok = retries = 0
-        for seed in range(1, args.seeds + 1):
-            outcome = await import_run(profile, seed, regions)
-            faults += outcome.faults
-            retries += outcome.retries
-            ok += outcome.ok
-            if not outcome.ok:
-                failures.append(f"import, {name}, seed {seed}: {outcome.detail}")
-        print(_row(name, args.seeds, ok, retries, faults), flush=True)
+    for name, chosen in SCENARIOS.items():
+        row = await _scenario_row(
+            "import", name, args.seeds, partial(import_run, chosen, regions=regions), failures
+        )
+        print(row, flush=True)
     print("\n| lifecycle commands under | runs | ok | retries | faults injected |")
     print("|---|---|---|---|---|")
-    for name, profile in LIFECYCLE.items():
-        faults, ok, retries = Counter(), 0, 0
-        for seed in range(1, args.seeds + 1):
-            outcome = await lifecycle_run(profile, seed, down=name == "one region down")
-            faults += outcome.faults
-            retries += outcome.retries
-            ok += outcome.ok
-            if not outcome.ok:
-                failures.append(f"lifecycle, {name}, seed {seed}: {outcome.detail}")
-        print(_row(name, args.seeds, ok, retries, faults), flush=True)
+    for name, chosen in LIFECYCLE.items():
+        run = partial(lifecycle_run, chosen, down=name == "one region down")
+        print(await _scenario_row("lifecycle", name, args.seeds, run, failures), flush=True)
 
 
 async def crash_matrix(args: argparse.Namespace, failures: list[str]) -> None:
