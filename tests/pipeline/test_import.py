@@ -20,6 +20,7 @@ from tests.importing import (
     assert_no_leaks,
     assert_published,
     images_named,
+    rebuilt,
     run_import,
 )
 
@@ -61,17 +62,13 @@ async def test_overwrite_replaces_images_and_leaves_no_orphan_snapshot(tmp_path:
     """A second run of new builds with overwrite retires the old (public) images, deleting
     their snapshots; the same content again would be left alone (tests/pipeline/test_rerun.py)."""
     regions = ("ap-southeast-1", "cn-hangzhou", "cn-heyuan")
-    rebuilt = []
-    for source in (BIOS, UEFI):
-        copy = tmp_path / source.name
-        copy.write_bytes(source.read_bytes()[:-16] + b"rebuilt 20261202")
-        rebuilt.append(copy)
+    new = rebuilt([BIOS, UEFI], tmp_path)
     async with Simulator(seed=5, profile="default") as sim:
         first = await run_import(sim, [BIOS, UEFI], name="ipxe-ow", regions=regions, public=True)
         assert first.status == "success", first.to_json()
         old = {r: images_named(sim, r, "ipxe-ow")[0]["id"] for r in regions}
-        second = await run_import(sim, rebuilt, name="ipxe-ow", regions=regions, overwrite=True)
-        assert_published(sim, second, rebuilt, name="ipxe-ow", regions=regions)
+        second = await run_import(sim, new, name="ipxe-ow", regions=regions, overwrite=True)
+        assert_published(sim, second, new, name="ipxe-ow", regions=regions)
         for region in regions:
             assert images_named(sim, region, "ipxe-ow")[0]["id"] != old[region]
         assert_no_leaks(sim)
