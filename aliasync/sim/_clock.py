@@ -27,10 +27,10 @@ class Clock:
 
     * :meth:`pause` stops virtual time, now or once it reaches a given virtual instant
       (:meth:`resume` lets it run on from where it stood); ``with clock.frozen():`` holds it
-      for a block. While it is held, nothing that depends on
-      virtual time changes: an import stays ``Creating``, a copy keeps its place in the queue,
-      a temporary key stays valid, a throttling storm goes on, and a task sleeping on the clock
-      (a cold start, an injected function timeout) stays asleep.
+      for a block. While it is held, nothing that depends on virtual time changes: an import
+      stays ``Creating``, a copy keeps its place in the queue, a temporary key stays valid, a
+      throttling storm goes on, and a task sleeping on the clock (a cold start, an injected
+      function timeout) stays asleep.
     * :meth:`advance` moves virtual time on by exactly that many seconds, held or not, and
       wakes the sleepers whose time has come.
     * :attr:`sleepers` are the deadlines of the tasks asleep on the clock, and
@@ -41,9 +41,9 @@ class Clock:
     spent in real time, ``latency / time_scale``, and takes no virtual time. ``pause(...,
     hold_calls=True)`` holds the calls too: each waits in its latency until :meth:`resume`, so
     a client stands still at the step where the cloud was stopped (the crash matrix kills it
-    there). Things that run on
-    real time are not held: a deployed function's handler and its timeout (a real process),
-    and request signatures and presigned URLs, which carry the client's wall-clock time.
+    there). Things that run on real time are not held: a deployed function's handler and its
+    timeout (a real process), and request signatures and presigned URLs, which carry the
+    client's wall-clock time.
 
     ``source`` is where real time comes from: :func:`time.monotonic`, or the event loop's clock
     (``asyncio.get_running_loop().time``) for a test whose event loop runs on virtual time
@@ -159,7 +159,7 @@ class Clock:
         self._deadlines.append(deadline)
         _wake(self._on_sleepers)
         try:
-            while (left := deadline - self.now()) > 0:
+            while deadline - self.now() > 0:
                 if self._closed:
                     raise SimError("ServiceUnavailable", "the emulator is shutting down", 503)
                 if self._held is not None:
@@ -167,11 +167,11 @@ class Clock:
                 else:
                     # A stop set before the deadline: wake there, to find the clock held.
                     stop = self._stop_at
-                    cut = stop is not None and stop < deadline
-                    wait = max(stop - self.now(), 0.0) if cut and stop is not None else left
-                    with anyio.move_on_after(wait / self.time_scale) as slept:
+                    until = deadline if stop is None else min(deadline, stop)
+                    wait = max(until - self.now(), 0.0) / self.time_scale
+                    with anyio.move_on_after(wait) as slept:
                         await _next(self._on_time)
-                    if slept.cancelled_caught and not cut:
+                    if slept.cancelled_caught and until == deadline:
                         break  # the whole time passed (now() may round a hair short of it)
         finally:
             self._deadlines.remove(deadline)
